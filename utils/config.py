@@ -1,0 +1,132 @@
+"""One typed configuration: YAML files merged over configs/default.yaml, then --set overrides.
+
+    cfg = load_config("configs/demo.yaml", ["stages.E_1a.epochs=2", "seed=3"])
+    cfg.data.sat_size      # attribute access
+    cfg["data"]["root"]    # or item access
+
+A config file may name a parent with `base: other.yaml` (relative to itself). Every key must
+already exist in the default config: a misspelt key is an error naming the key and the file.
+"""
+import argparse
+import copy
+import os
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "default.yaml")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Config(dict):
+    """A dict whose keys are also attributes; nested dicts are Configs too."""
+
+    def __init__(self, data=None):
+        super().__init__()
+        for key, value in (data or {}).items():
+            self[key] = Config(value) if isinstance(value, dict) else value
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"config has no key '{key}' (keys: {sorted(self)})") from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def to_dict(self):
+        return {k: v.to_dict() if isinstance(v, Config) else copy.deepcopy(v) for k, v in self.items()}
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return data
+
+
+def _merge(base, update, source, prefix=""):
+    for key, value in update.items():
+        name = f"{prefix}{key}"
+        if key not in base:
+            raise ConfigError(f"{source}: unknown key '{name}' (known here: {', '.join(sorted(base))})")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _merge(base[key], value, source, name + ".")
+        else:
+            base[key] = value
+
+
+def _load_chain(path, seen=()):
+    path = os.path.abspath(path)
+    if path in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to itself")
+    data = _read_yaml(path)
+    parent = data.pop("base", None)
+    if parent is None:
+        return [(path, data)]
+    parent_path = os.path.join(os.path.dirname(path), parent)
+    return _load_chain(parent_path, seen + (path,)) + [(path, data)]
+
+
+def parse_override(text):
+    """'a.b=3' -> (['a', 'b'], 3); the value is parsed as YAML (numbers, lists, null...)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path=None, overrides=()):
+    merged = _read_yaml(DEFAULT_CONFIG)
+    merged.pop("base", None)
+    if path is not None:
+        for source, data in _load_chain(path):
+            if source != os.path.abspath(DEFAULT_CONFIG):
+                _merge(merged, data, source)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = merged
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise ConfigError(f"--set {text}: unknown key '{'.'.join(keys[:i + 1])}'")
+            node = node[key]
+        if not isinstance(node, dict) or keys[-1] not in node:
+            raise ConfigError(f"--set {text}: unknown key '{'.'.join(keys)}'")
+        node[keys[-1]] = value
+    cfg = Config(merged)
+    cfg.config_path = os.path.abspath(path) if path else DEFAULT_CONFIG
+    return cfg
+
+
+def resolve_path(path):
+    """Relative paths in a config are relative to the repository root."""
+    if path is None:
+        return None
+    return path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
+
+
+def stage_argument_parser(description):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=os.path.join(REPO_ROOT, "configs", "demo.yaml"),
+                        help="YAML config (default: configs/demo.yaml, the synthetic city)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set stages.E_1a.epochs=2 (repeatable)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last saved point of this stage")
+    return parser
