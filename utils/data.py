@@ -1,0 +1,31 @@
+"""From a config to the data the trainer and the evaluation use: split indexes and an image loader."""
+from utils.config import resolve_path
+from utils.dataset import load_vigor
+from utils.prefetch import ImageLoader
+
+
+def ensure_dataset(cfg):
+    """The dataset root; the synthetic city is generated there on first use."""
+    root = resolve_path(cfg.data.root)
+    if cfg.data.dataset == "synthetic":
+        from utils.synthetic_vigor import ensure_synthetic
+        s = cfg.data.synthetic
+        ensure_synthetic(root, seed=int(s.seed), cities=int(s.cities), tiles_per_side=int(s.tiles_per_side),
+                         panos_per_tile=int(s.panos_per_tile), pano_size=tuple(s.pano_size),
+                         meters_per_pixel=float(s.meters_per_pixel))
+    elif cfg.data.dataset not in ("vigor", "cvact"):
+        raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact or synthetic")
+    return root
+
+
+def load_splits(cfg):
+    """(train, test) SplitIndex of the configured dataset and split."""
+    root = ensure_dataset(cfg)
+    d = cfg.data
+    return load_vigor(root, same_area=bool(d.same_area), train_cities=d.train_cities,
+                      test_cities=d.test_cities, resolution=d.resolution, on_bad_sample=d.on_bad_sample)
+
+
+def build_loader(cfg):
+    return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
+                       polar=bool(cfg.data.polar))
