@@ -1,0 +1,51 @@
+"""Stage E_1 (train_fist_E_1.py in the original): the VIGOR baseline SAMP starts from.
+
+E_1a  SAFA from ImageNet VGG16, weighted soft-margin triplet loss, global hard-negative mining
+      from epoch 2.
+E_1b  continues from E_1a's last epoch with a semi-positive tile per panorama: the IOU-ratio
+      loss between positive and semi-positive similarities, and the offset MLP regressing
+      delta / 320. (SAMP's E_2_1 starts from E_1a, not E_1b; E_1b is VIGOR's full model.)
+"""
+import sys
+
+import tensorflow.compat.v1 as tf
+
+from model import networks
+from model.losses import compute_loss, compute_loss_continuous_IOU
+from utils.config import load_config, stage_argument_parser
+from utils.trainer import Stage, run_stage
+
+
+def triplet_losses(net, inputs, cfg):
+    loss = compute_loss(net["sat_global"], net["grd_global"], batch_size=inputs.batch_size)
+    return {"loss": loss}
+
+
+def iou_and_offset_losses(net, inputs, cfg):
+    loss, loss_1, _, loss_3 = compute_loss_continuous_IOU(
+        net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, batch_size=inputs.batch_size)
+    error = net["delta"] - inputs.delta / 320.
+    loss_delta = tf.reduce_mean(tf.reduce_sum(error * error, axis=1)) / 100.
+    return {"loss": loss + loss_delta, "loss_1": loss_1, "loss_3": loss_3, "loss_delta": loss_delta}
+
+
+E_1a = Stage(name="E_1a", network=networks.safa, losses=triplet_losses, with_semi=False, mining=True)
+
+E_1b = Stage(name="E_1b", network=networks.safa_offset, losses=iou_and_offset_losses, with_semi=True,
+             mining=True, restore_exclude=["delta"], inherit_mining=True, continue_epochs=True)
+
+
+def main(argv=None):
+    parser = stage_argument_parser(__doc__)
+    parser.add_argument("--part", choices=["a", "b", "both"], default="both",
+                        help="E_1a, E_1b or both in order (default)")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.part in ("a", "both"):
+        run_stage(E_1a, cfg, resume=args.resume)
+    if args.part in ("b", "both"):
+        run_stage(E_1b, cfg, resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

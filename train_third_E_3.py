@@ -1,0 +1,86 @@
+"""Stage E_3 (train_third_E_3.py): propagate the ambiguity into the retrieval loss.
+
+Starts from E_2_2's last epoch (all but the global step). First a pass over every training
+panorama measures the uncertainty u of each of its three semi-positive tiles (the sum of the
+axes of E_2_2's Gaussian, in 640-pixel units). Training then weights the IOU-ratio loss of a
+semi-positive by W = 1 + W_z * w(u), with w(u) = 1 / (1 + c exp(a (b - u))) and
+W_z = ratio * sim_pos / sim_semi - 1: an ambiguous semi-positive (large u) is pulled less
+towards its IOU ratio. Learning rate 1e-6 decayed by 0.9 per epoch, no mining.
+"""
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+from tqdm import tqdm
+
+from model import networks
+from model.losses import compute_loss_continuous_IOU_weighted, get_weights, semi_positive_weight
+from model.uncertainty import get_uncertainty
+from utils.config import load_config, stage_argument_parser
+from utils.trainer import Stage, run_stage
+
+
+def weighted_iou_losses(net, inputs, cfg):
+    weight = inputs.placeholder("W_", [None])
+    loss, loss_tri, loss_iou, convince = compute_loss_continuous_IOU_weighted(
+        net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, weight,
+        batch_size=inputs.batch_size)
+    inputs.extra["W_z"] = get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio)
+    heatmap_side = int(net["heatmap_semi"].shape[1])
+    inputs.extra["uncertainty_semi"] = get_uncertainty(net["L_semi"]) * (640.0 / heatmap_side)
+    return {"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)}
+
+
+def semi_positive_uncertainties(trainer):
+    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3."""
+    index, loader, inputs = trainer.train_index, trainer.loader, trainer.inputs
+    batch = int(trainer.cfg.stages.E_3.uncertainty_batch)
+    count = len(index.grd_paths)
+    uncertainty = np.zeros((count, 3), np.float32)
+    with ThreadPoolExecutor(int(trainer.cfg.data.workers)) as pool:
+        for column in (1, 2, 3):
+            for start in tqdm(range(0, count, batch), desc=f"E_3 uncertainty of semi-positive {column}/3",
+                              leave=False, disable=not trainer.show_progress):
+                rows = np.arange(start, min(start + batch, count))
+                sat = list(pool.map(loader.load_sat, index.sat_paths[index.labels[rows, 0]]))
+                semi = list(pool.map(loader.load_sat, index.sat_paths[index.labels[rows, column]]))
+                grd = list(pool.map(loader.load_grd, index.grd_paths[rows]))
+                feed = {inputs.sat: np.stack(sat), inputs.sat_semi: np.stack(semi), inputs.grd: np.stack(grd)}
+                uncertainty[rows, column - 1] = trainer.sess.run(inputs.extra["uncertainty_semi"], feed)
+    return uncertainty
+
+
+def prepare(trainer):
+    path = os.path.join(trainer.run_dir, "semi_uncertainty.npy")
+    if os.path.exists(path) and trainer.resume:
+        uncertainty = np.load(path)
+    else:
+        uncertainty = semi_positive_uncertainties(trainer)
+        np.save(path, uncertainty)
+    s = trainer.cfg.stages.E_3
+    trainer.semi_weight = semi_positive_weight(uncertainty, a=float(s.weight_a), b=float(s.weight_b),
+                                               c=float(s.weight_c))
+    trainer.log(f"E_3: semi-positive uncertainty mean {uncertainty.mean():.2f}, "
+                f"weight mean {trainer.semi_weight.mean():.3f} ({path})")
+
+
+def feed_weights(trainer, item, feed):
+    batch = item["batch"]
+    w_m = trainer.semi_weight[batch.grd, batch.semi_choice - 1]
+    w_z = trainer.sess.run(trainer.inputs.extra["W_z"], feed)
+    feed[trainer.inputs.extra["W_"]] = 1.0 + w_z * w_m
+
+
+E_3 = Stage(name="E_3", network=networks.samp, losses=weighted_iou_losses, with_semi=True, mining=False,
+            restore_exclude=["Variable"], prepare=prepare, extra_feed=feed_weights)
+
+
+def main(argv=None):
+    args = stage_argument_parser(__doc__).parse_args(argv)
+    run_stage(E_3, load_config(args.config, args.overrides), resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
