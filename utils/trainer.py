@@ -19,7 +19,7 @@ from utils import checkpoints as ckpt
 from utils.config import resolve_path
 from utils.data import build_loader, load_splits
 from utils.metrics import distance_score
-from utils.retrieval import retrieval_accuracy
+from utils.retrieval import validate_top_blocked
 from utils.sampler import MiningPool, TrainSampler
 from utils.prefetch import Prefetcher, scan_grd, scan_sat
 
@@ -405,7 +405,7 @@ class Trainer:
         sat_desc, grd_desc = self.descriptors(self.test_index)
         np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), sat_desc)
         np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), grd_desc)
-        top1_percent, top1, top5, hit = retrieval_accuracy(grd_desc, sat_desc, self.test_index.labels)
+        top1_percent, top1, top5, hit = validate_top_blocked(grd_desc, sat_desc, self.test_index.labels)
         return {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
 
     def _append_metrics(self, record):
