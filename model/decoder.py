@@ -1,0 +1,70 @@
+"""SAMP's heatmap decoder: a 1x1 bottleneck is upsampled to twice the satellite side with
+transposed convolutions, concatenating the satellite VGG maps on the way (U-Net style).
+
+At the paper's size (satellite 320) the stages run 1 -> 5 -> 10 -> 20 (+conv5_3) -> 40 (+conv4_3)
+-> 80 (+conv3_3) -> 160 (+conv2_2) -> 320 (+conv1_2) -> 640. The first upsampling has stride
+satellite_side / 64 (5 at 320), so the satellite side must be a multiple of 64.
+"""
+import tensorflow.compat.v1 as tf
+
+from model import layers
+
+# (layer name, kind, divisor of `width` for its output channels, name of the skip map
+# concatenated to its input or None). The last layer is added separately (1 channel, linear).
+DECODER_LAYERS = (
+    ("deconv0", "up0", 1, None), ("conv0_1", "conv", 1, None),
+    ("deconv1", "up", 2, None), ("conv1_1", "conv", 4, None), ("conv1_2", "conv", 4, None),
+    ("deconv2", "up", 8, None), ("conv2_1", "conv", 8, "sat32"), ("conv2_2", "conv", 8, None),
+    ("deconv3", "up", 16, None), ("conv3_1", "conv", 16, "sat64"), ("conv3_2", "conv", 16, None),
+    ("deconv4", "up", 32, None), ("conv4_1", "conv", 32, "sat128"), ("conv4_2", "conv", 32, None),
+    ("deconv5", "up", 64, None), ("conv5_1", "conv", 64, "sat256"), ("conv5_2", "conv", 64, None),
+    ("deconv6", "up", 128, None), ("conv6_1", "conv", 128, "sat512"), ("conv6_2", "conv", 128, None),
+    ("deconv7", "up", 256, None), ("conv7_1", "conv", 512, None),
+)
+OUTPUT_LAYER = "conv7_2"
+
+
+def first_upsampling_stride(x, sat32):
+    """Stride that takes the bottleneck x to a quarter of the side of `sat32` (conv5_3)."""
+    x_side = layers.static_dim(x, 1, "decoder bottleneck")
+    side = layers.static_dim(sat32, 1, "decoder sat32 (conv5_3)")
+    if side % 4 or (side // 4) % x_side:
+        raise ValueError("the decoder needs a satellite side that is a multiple of 64 (conv5_3 "
+                         "side a multiple of 4), got a conv5_3 side of %d" % side)
+    return side // 4 // x_side
+
+
+class decoder:
+    """decoder(width=2048).decode(x, trainable, name, sat512, sat256, sat128, sat64, sat32).
+
+    sat512 ... sat32 are the satellite VGG maps conv1_2, conv2_2, conv3_3, conv4_3, conv5_3 (the
+    names are their sides for a 512-pixel tile). `width` is the channel count of the first stage;
+    later stages use width/2 ... width/512, at least 1 channel. Returns (B, 2S, 2S, 1) logits.
+    """
+
+    def __init__(self, width=2048):
+        self.width = int(width)
+
+    def channels(self, divisor):
+        return max(1, self.width // divisor)
+
+    def decode(self, x, trainable, name, sat512, sat256, sat128, sat64, sat32,
+               reuse=tf.AUTO_REUSE):
+        skips = {"sat512": sat512, "sat256": sat256, "sat128": sat128, "sat64": sat64,
+                 "sat32": sat32}
+        init = layers.glorot_normal
+        with tf.variable_scope(name, reuse=reuse):
+            net = x
+            for layer_name, kind, divisor, skip in DECODER_LAYERS:
+                if skip is not None:
+                    net = tf.concat([net, skips[skip]], axis=3)
+                out_channels = self.channels(divisor)
+                if kind == "conv":
+                    net = layers.conv2d(net, out_channels, layer_name, init(), init(),
+                                        trainable=trainable)
+                else:
+                    stride = first_upsampling_stride(x, sat32) if kind == "up0" else 2
+                    net = layers.conv2d_transpose(net, out_channels, stride, layer_name, init(),
+                                                  init(), trainable=trainable)
+            return layers.conv2d(net, 1, OUTPUT_LAYER, init(), init(), activation=None,
+                                 trainable=trainable)
