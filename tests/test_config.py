@@ -1,0 +1,52 @@
+import os
+
+import pytest
+
+from utils.config import ConfigError, load_config
+
+
+def test_defaults_are_the_original_hyper_parameters():
+    cfg = load_config()
+    assert cfg.data.sat_size == [320, 320] and cfg.data.grd_size == [320, 640]
+    assert (cfg.stages.E_1a.epochs, cfg.stages.E_1a.batch_size, cfg.stages.E_1a.lr) == (30, 14, 1e-5)
+    assert (cfg.stages.E_1a.decay_steps, cfg.stages.E_1a.decay_rate) == (150000, 0.1)
+    assert cfg.stages.E_1b.epochs == 15
+    assert (cfg.stages.E_2_1.epochs, cfg.stages.E_2_1.lr, cfg.stages.E_2_1.decay_steps) == (180, 1e-5, None)
+    assert (cfg.stages.E_2_2.epochs, cfg.stages.E_2_2.lr, cfg.stages.E_2_2.decay_steps) == (80, 5e-6, 910)
+    assert (cfg.stages.E_2_2.nll_weight_semi, cfg.stages.E_2_2.nll_weight_pos) == (1e-4, 1e-3)
+    assert (cfg.stages.E_3.epochs, cfg.stages.E_3.lr, cfg.stages.E_3.decay_steps) == (150, 1e-6, "epoch")
+    assert (cfg.stages.E_3.weight_a, cfg.stages.E_3.weight_b, cfg.stages.E_3.weight_c) == (0.3, 75.0, 2.0)
+    assert (cfg.mining.pool_size, cfg.mining.keep) == (10000, 100)
+    assert cfg.model.fc_dim == 4096 and cfg.model.out_dim == 2048 and cfg.model.cholesky_hidden == 512
+
+
+def test_cross_area_and_base_chain():
+    cross = load_config("configs/vigor_cross_area.yaml")
+    assert cross.data.same_area is False
+    assert (cross.stages.E_1a.epochs, cross.stages.E_1b.epochs) == (11, 10)
+    corrected = load_config("configs/vigor_same_area_corrected.yaml")
+    assert corrected.data.resolution == "corrected" and corrected.data.same_area is True
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config("configs/demo.yaml", ["stages.E_1a.epochs=7", "data.sat_size=[128, 128]", "seed=3",
+                                            "model.vgg16_npy=null"])
+    assert cfg.stages.E_1a.epochs == 7
+    assert cfg.data.sat_size == [128, 128]
+    assert cfg.seed == 3 and cfg.model.vgg16_npy is None
+    assert cfg.stages.E_1a.batch_size == 14  # untouched default
+
+
+def test_unknown_keys_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="stages.E_1a.epoch"):
+        load_config("configs/demo.yaml", ["stages.E_1a.epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  sat_sise: [64, 64]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'data.sat_sise'"):
+        load_config(str(bad))
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml line \d+: not valid YAML"):
+        load_config(str(broken))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(os.path.join(str(tmp_path), "missing.yaml"))
