@@ -9,12 +9,12 @@ import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
 from model import networks
+from model.inputs import Inputs
 from model.uncertainty import get_sigma, get_spatial_mean
 from utils import checkpoints as ckpt
 from utils.data import build_loader, load_splits
 from utils.prefetch import scan_grd, scan_pairs, scan_sat
 from utils.retrieval import search
-from utils.trainer import Inputs
 
 NETWORK_OF_STAGE = {"E_1a": "safa", "E_1b": "safa_offset", "E_2_1": "samp", "E_2_2": "samp", "E_3": "samp"}
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
+from model.inputs import Inputs
 from utils import checkpoints as ckpt
 from utils.config import resolve_path
 from utils.data import build_loader, load_splits
@@ -63,25 +64,6 @@ class Stage:
     prepare: Optional[Callable] = None      # (trainer) -> None, after restoring, before training
     extra_feed: Optional[Callable] = None   # (trainer, item, feed) -> None, per step
     heatmaps: Callable = field(default=lambda net: [])  # tensors shown as TensorBoard images
-
-
-class Inputs:
-    """Placeholders fed each step; stages may add their own with `placeholder`."""
-
-    def __init__(self, sat_size, grd_size, batch_size, with_semi):
-        h, w = sat_size
-        self.batch_size = batch_size
-        self.sat = tf.placeholder(tf.float32, [None, h, w, 3], name="sat_x")
-        self.grd = tf.placeholder(tf.float32, [None, grd_size[0], grd_size[1], 3], name="grd_x")
-        self.sat_semi = tf.placeholder(tf.float32, [None, h, w, 3], name="sat_x_semi") if with_semi else None
-        self.delta = tf.placeholder(tf.float32, [None, 2], name="delta_1")
-        self.delta_semi = tf.placeholder(tf.float32, [None, 2], name="delta_2") if with_semi else None
-        self.ratio = tf.placeholder(tf.float32, [None], name="ratio") if with_semi else None
-        self.extra = {}
-
-    def placeholder(self, name, shape, dtype=tf.float32):
-        self.extra[name] = tf.placeholder(dtype, shape, name=name)
-        return self.extra[name]
 
 
 def batch_sizes(nominal, with_semi):
