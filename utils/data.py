@@ -11,7 +11,7 @@ def ensure_dataset(cfg):
         from utils.synthetic_vigor import ensure_synthetic
         s = cfg.data.synthetic
         ensure_synthetic(root, seed=int(s.seed), cities=int(s.cities), tiles_per_side=int(s.tiles_per_side),
-                         panos_per_tile=int(s.panos_per_tile), pano_size=tuple(s.pano_size),
+                         panos_per_tile=float(s.panos_per_tile), pano_size=tuple(s.pano_size),
                          meters_per_pixel=float(s.meters_per_pixel))
     elif cfg.data.dataset not in ("vigor", "cvact"):
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact or synthetic")

@@ -1,0 +1,164 @@
+"""The staged training at a tiny size: hand-off between stages, resume, NaN stop, seeds."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+import train_first_E_1
+import train_second_E_2_1
+import train_second_E_2_2
+import train_third_E_3
+from utils import checkpoints as ckpt
+from utils.config import load_config
+from utils.trainer import Stage, Trainer, TrainingStopped, run_stage, stage_dir
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    from utils.synthetic_vigor import generate
+    root = tmp_path_factory.mktemp("city")
+    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
+                    panos_per_tile=1.5)
+
+
+def tiny_config(city, runs, **stage_overrides):
+    overrides = [f"data.root={city}", f"runs_dir={runs}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
+                 "model.vgg_width=0.125", "model.fc_dim=32", "model.out_dim=32", "model.cholesky_hidden=8",
+                 "model.decoder_width=32", "mining.pool_size=20", "mining.keep=4", "validation.scan_batch=16",
+                 "data.workers=2"]
+    for stage in ("E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"):
+        overrides += [f"stages.{stage}.batch_size=8", f"stages.{stage}.steps_per_epoch=3",
+                      f"stages.{stage}.epochs=2", f"stages.{stage}.validate_every=1"]
+    overrides += [f"{k}={v}" for k, v in stage_overrides.items()]
+    return load_config("configs/demo.yaml", overrides)
+
+
+def checkpoint_values(path):
+    prefix = ckpt.checkpoint_prefix(path)
+    return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+
+
+def run_quiet(stage, cfg, **kwargs):
+    return run_stage(stage, cfg, show_progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def all_stages(city, tmp_path_factory):
+    runs = str(tmp_path_factory.mktemp("runs"))
+    cfg = tiny_config(city, runs)
+    metrics = {}
+    for stage in (train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
+                  train_second_E_2_2.E_2_2, train_third_E_3.E_3):
+        metrics[stage.name] = run_quiet(stage, cfg)
+    return cfg, metrics
+
+
+def test_every_stage_trains_validates_and_saves(all_stages):
+    cfg, metrics = all_stages
+    for name, records in metrics.items():
+        run = stage_dir(cfg, name)
+        epochs = [e for e, _ in ckpt.epoch_dirs(run)]
+        assert epochs == ([3, 4] if name == "E_1b" else [1, 2]), name  # E_1b continues E_1a's numbering
+        assert [r["epoch"] for r in records] == epochs
+        for r in records:
+            assert 0.0 <= r["top1"] <= r["top5"] <= 1.0 and r["top1"] <= r["hit_rate"]
+            assert all(np.isfinite(v) for v in r.values() if isinstance(v, float))
+        assert os.listdir(os.path.join(run, "logs")), "TensorBoard events are written"
+        assert os.path.exists(os.path.join(run, "sat_global_descriptor.npy"))
+
+
+def test_E_1a_global_step_and_learning_rate_schedule(all_stages):
+    cfg, metrics = all_stages
+    first, second = metrics["E_1a"]
+    assert (first["global_step"], second["global_step"]) == (3, 6)
+    assert second["learning_rate"] == pytest.approx(cfg.stages.E_1a.lr * 0.1 ** (6 / 150000), rel=1e-6)
+    # E_1b restores the global step from E_1a (everything but the offset head), E_2_2 does not.
+    assert [r["global_step"] for r in metrics["E_1b"]] == [9, 12]
+    assert [r["global_step"] for r in metrics["E_2_2"]] == [3, 6]
+    lr = cfg.stages.E_2_2.lr * 0.9 ** (6 / 910)
+    assert metrics["E_2_2"][-1]["learning_rate"] == pytest.approx(lr, rel=1e-6)
+    assert metrics["E_3"][-1]["learning_rate"] == pytest.approx(cfg.stages.E_3.lr * 0.9 ** 2, rel=1e-6)
+
+
+def test_stage_hand_off_restores_what_the_original_restores(all_stages):
+    cfg, _ = all_stages
+    e1a = checkpoint_values(os.path.join(stage_dir(cfg, "E_1a"), "2"))
+    e21_first = checkpoint_values(os.path.join(stage_dir(cfg, "E_2_1"), "1"))
+    e22_first = checkpoint_values(os.path.join(stage_dir(cfg, "E_2_2"), "1"))
+    e21_last = checkpoint_values(os.path.join(stage_dir(cfg, "E_2_1"), "2"))
+    e22_last = checkpoint_values(os.path.join(stage_dir(cfg, "E_2_2"), "2"))
+    # E_2_1 starts from E_1a's VGGs and spatial-aware layers and then trains them.
+    name = "vgg_sat/conv2d/kernel"
+    assert not np.array_equal(e21_first[name], e1a[name])
+    assert np.abs(e21_first[name] - e1a[name]).max() < 0.05 * np.abs(e1a[name]).max()
+    assert np.array_equal(e21_first["Variable"], 3)  # the step restarted at 0
+    # E_2_2 restores the decoders from E_2_1 but starts its Cholesky heads fresh.
+    decoder = "decoder/decode/conv7_2/weights"
+    assert np.abs(e22_first[decoder] - e21_last[decoder]).max() < np.abs(e21_last[decoder]).max()
+    head = "L/cholesky_block/dense_1/kernel"
+    assert head in e22_first and head in e21_last
+    assert np.abs(e22_first[head] - e21_last[head]).max() > 0.01  # not restored: re-initialised
+    # E_3 trains the retrieval branches only: the heads and decoders stay as E_2_2 left them.
+    e3 = checkpoint_values(os.path.join(stage_dir(cfg, "E_3"), "2"))
+    assert np.array_equal(e3[head], e22_last[head]) and np.array_equal(e3[decoder], e22_last[decoder])
+    assert not np.array_equal(e3["vgg_grd/conv2d/kernel"], e22_last["vgg_grd/conv2d/kernel"])
+    assert "vgg_grd/conv2d/kernel/Adam" in e3
+
+
+def test_E_3_measures_the_semi_positive_uncertainties(all_stages, city):
+    cfg, metrics = all_stages
+    uncertainty = np.load(os.path.join(stage_dir(cfg, "E_3"), "semi_uncertainty.npy"))
+    from utils.data import load_splits
+    train, _ = load_splits(cfg)
+    assert uncertainty.shape == (len(train.grd_paths), 3)
+    assert np.all(np.isfinite(uncertainty)) and np.all(uncertainty > 0)
+    assert {"loss_tri", "loss_iou", "convince"} <= set(metrics["E_3"][0])
+
+
+def test_interrupted_run_resumes_to_the_same_result(city, tmp_path):
+    cfg_a = tiny_config(city, str(tmp_path / "a"))
+    cfg_b = tiny_config(city, str(tmp_path / "b"))
+    run_quiet(train_first_E_1.E_1a, cfg_a)
+    with pytest.raises(TrainingStopped, match="interrupted at epoch 1, step 2"):
+        run_quiet(train_first_E_1.E_1a, cfg_b, stop_after_steps=2)
+    assert os.path.isdir(os.path.join(stage_dir(cfg_b, "E_1a"), ckpt.INTERRUPTED))
+    with pytest.raises(TrainingStopped, match="interrupted at epoch 2, step 1"):
+        run_quiet(train_first_E_1.E_1a, cfg_b, resume=True, stop_after_steps=2)
+    run_quiet(train_first_E_1.E_1a, cfg_b, resume=True)
+    a = checkpoint_values(os.path.join(stage_dir(cfg_a, "E_1a"), "2"))
+    b = checkpoint_values(os.path.join(stage_dir(cfg_b, "E_1a"), "2"))
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    with open(os.path.join(stage_dir(cfg_a, "E_1a"), "metrics.json")) as f:
+        ma = json.load(f)
+    with open(os.path.join(stage_dir(cfg_b, "E_1a"), "metrics.json")) as f:
+        mb = json.load(f)
+    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+    assert [r["top1"] for r in ma] == [r["top1"] for r in mb]
+
+
+def test_nan_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(city, tmp_path):
+    cfg = tiny_config(city, str(tmp_path))
+
+    def losses_that_break_in_epoch_2(net, inputs, cfg):
+        out = train_first_E_1.triplet_losses(net, inputs, cfg)
+        step = tf.cast(tf.train.get_global_step() or tf.get_default_graph().get_tensor_by_name("Variable:0"),
+                       tf.float32)
+        out["exploding"] = tf.where(step >= 4.0, np.nan, 0.0) * tf.ones([])
+        out["loss"] = out["loss"] + out["exploding"]
+        return out
+
+    stage = Stage(name="E_1a", network=train_first_E_1.E_1a.network, losses=losses_that_break_in_epoch_2,
+                  with_semi=False, mining=True)
+    with pytest.raises(TrainingStopped, match=r"'exploding' is nan at epoch 2, step 1"):
+        run_quiet(stage, cfg)
+    assert [e for e, _ in ckpt.epoch_dirs(stage_dir(cfg, "E_1a"))] == [1]
+
+
+def test_missing_previous_stage_is_a_clear_error(city, tmp_path):
+    cfg = tiny_config(city, str(tmp_path))
+    with pytest.raises(ckpt.CheckpointError, match="stage E_2_1 has no checkpoint.*run it first"):
+        Trainer(cfg, train_second_E_2_2.E_2_2, show_progress=False).run()
