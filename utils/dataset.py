@@ -1,0 +1,409 @@
+"""In-memory index of a dataset in VIGOR's format (VIGOR, the re-sampled CVACT, the synthetic city).
+
+Layout (see data/DATASET.md):
+    root/<City>/satellite/satellite_<lat>_<lng>.png      aerial tiles, 640 x 640
+    root/<City>/panorama/<prefix>,<lat>,<lng>,.jpg        ground panoramas
+    root/splits/<City>/satellite_list.txt                 one tile file name per line
+    root/splits/<City>/same_area_balanced_{train,test}.txt, pano_label_balanced.txt
+        `pano sat_pos d0 d1 semi1 d0 d1 semi2 d0 d1 semi3 d0 d1` (13 fields separated by spaces)
+
+Nothing here reads images, except `check_images`.
+"""
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from utils.geo import CORRECTED_MPP, ORIGINAL_MPP
+
+CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")
+SAME_AREA_CITIES = ("Chicago", "NewYork", "Seattle", "SanFrancisco")  # SAMP's order (it fixes indices)
+CROSS_AREA_TRAIN = ("NewYork", "Seattle")
+CROSS_AREA_TEST = ("SanFrancisco", "Chicago")
+LABEL_FIELDS = 13
+SAT_LIST = "satellite_list.txt"
+SAME_AREA_TRAIN = "same_area_balanced_train.txt"
+SAME_AREA_TEST = "same_area_balanced_test.txt"
+PANO_LABELS = "pano_label_balanced.txt"
+RESOLUTION_FILE = "meters_per_pixel.json"   # optional: {city: metres per pixel at 640 px}
+DATASET_HELP = "see data/DATASET.md for how to get the data and lay it out"
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message names the file (and line) and says what to do."""
+
+
+# ---------------------------------------------------------------- file names
+def sat_file_name(lat, lng, ext="png"):
+    return f"satellite_{float(lat)!r}_{float(lng)!r}.{ext}"
+
+
+def pano_file_name(prefix, lat, lng, decimals=8):
+    if "," in prefix:
+        raise ValueError(f"panorama prefix '{prefix}' contains a comma")
+    return f"{prefix},{lat:.{decimals}f},{lng:.{decimals}f},.jpg"
+
+
+def parse_sat_name(name):
+    """(lat, lng) from 'satellite_<lat>_<lng>.<ext>'; ValueError if it does not parse."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    parts = stem.split("_")
+    if len(parts) < 3 or parts[0] != "satellite":
+        raise ValueError(f"'{name}' is not named satellite_<lat>_<lng>.<ext>")
+    return _finite(parts[-2], name), _finite(parts[-1], name)
+
+
+def parse_pano_name(name):
+    """(lat, lng) from '<prefix>,<lat>,<lng>,.jpg'; ValueError if it does not parse."""
+    parts = os.path.basename(name).split(",")
+    if len(parts) < 4:
+        raise ValueError(f"'{name}' is not named <prefix>,<lat>,<lng>,.jpg")
+    return _finite(parts[-3], name), _finite(parts[-2], name)
+
+
+def _finite(text, name):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"'{name}': {text} is not a finite coordinate")
+    return value
+
+
+# ---------------------------------------------------------------- the index
+@dataclass
+class SplitIndex:
+    sat_paths: np.ndarray         # (S,) str absolute paths
+    sat_gps: np.ndarray           # (S, 2) float64 lat, lng
+    sat_city: np.ndarray          # (S,) str
+    grd_paths: np.ndarray         # (N,) str
+    grd_gps: np.ndarray           # (N, 2) float64
+    grd_city: np.ndarray          # (N,) str
+    labels: np.ndarray            # (N, 4) int64 indices into sat_paths; column 0 the positive
+    deltas: np.ndarray            # (N, 4, 2) float64, 640-px convention
+    meters_per_pixel: np.ndarray  # (S,) float64
+    name: str
+    # additions: where each entry came from, for error messages; what was skipped
+    grd_source: np.ndarray = None       # (N,) str "label_file:line"
+    sat_source: np.ndarray = None       # (S,) str "satellite_list.txt:line"
+    skipped: list = field(default_factory=list)   # (file, line, reason)
+    root: str = ""
+    cities: tuple = ()
+
+    def __len__(self):
+        return len(self.grd_paths)
+
+    @property
+    def num_sat(self):
+        return len(self.sat_paths)
+
+    @property
+    def num_grd(self):
+        return len(self.grd_paths)
+
+    def grd_meters_per_pixel(self):
+        """(N,) resolution of each panorama's positive tile."""
+        return self.meters_per_pixel[self.labels[:, 0]]
+
+    def describe_grd(self, i):
+        src = self.grd_source[i] if self.grd_source is not None else "?"
+        return f"{self.grd_paths[i]} (listed in {src})"
+
+    def describe_sat(self, j):
+        src = self.sat_source[j] if self.sat_source is not None else "?"
+        return f"{self.sat_paths[j]} (listed in {src})"
+
+    def summary(self):
+        return (f"{self.name}: {self.num_grd} panoramas, {self.num_sat} tiles, cities {list(self.cities)}"
+                + (f", {len(self.skipped)} bad lines skipped" if self.skipped else ""))
+
+
+class _Problems:
+    """Raises at the first problem ('error'), or records it and goes on ('skip')."""
+
+    def __init__(self, mode):
+        if mode not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', not {mode!r}")
+        self.mode = mode
+        self.items = []
+
+    def report(self, path, line, reason, advice):
+        if self.mode == "error":
+            where = f"{path}, line {line}" if line else path
+            raise DataError(f"{where}: {reason}. {advice}")
+        self.items.append((path, line, reason))
+
+
+def _read_lines(path, what):
+    try:
+        with open(path, "r") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} not found. The dataset root should contain "
+                        f"splits/<City>/{os.path.basename(path)}; {DATASET_HELP}.") from None
+    except OSError as e:
+        raise DataError(f"{what} {path} cannot be read ({e}); check its permissions.") from None
+
+
+def _city_resolutions(root, cities, resolution):
+    if isinstance(resolution, (int, float)) and not isinstance(resolution, bool):
+        return {c: float(resolution) for c in cities}
+    if resolution == "original":
+        return {c: ORIGINAL_MPP for c in cities}
+    if resolution == "corrected":
+        missing = [c for c in cities if c not in CORRECTED_MPP]
+        if missing:
+            raise DataError(f"resolution='corrected' knows only {sorted(CORRECTED_MPP)} (SliceMatch), "
+                            f"not {missing}: use resolution='original', 'dataset' or a number.")
+        return {c: CORRECTED_MPP[c] for c in cities}
+    if resolution == "dataset":
+        path = os.path.join(root, RESOLUTION_FILE)
+        try:
+            with open(path) as f:
+                table = json.load(f)
+        except FileNotFoundError:
+            raise DataError(f"resolution='dataset' needs {path} ({{city: metres per pixel}}), which "
+                             f"the synthetic generator and Samples_on_CVACT.py write; use "
+                             f"'original' or 'corrected' for VIGOR.") from None
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path} is not a readable JSON table of resolutions ({e}).") from None
+        missing = [c for c in cities if c not in table]
+        if missing:
+            raise DataError(f"{path} has no resolution for {missing}; add them.")
+        return {c: float(table[c]) for c in cities}
+    raise ValueError(f"resolution must be 'original', 'corrected', 'dataset' or a number, not {resolution!r}")
+
+
+def _load_split(root, cities, label_file, resolutions, name, problems, label_dir):
+    sat_paths, sat_gps, sat_city, sat_source, sat_mpp = [], [], [], [], []
+    sat_index = {}
+    for city in cities:
+        list_path = os.path.join(root, label_dir, city, SAT_LIST)
+        for number, line in enumerate(_read_lines(list_path, "tile list"), start=1):
+            tile = line.strip()
+            if not tile:
+                continue
+            if tile in sat_index:
+                problems.report(list_path, number, f"tile '{tile}' is listed twice",
+                                "Remove the duplicate line")
+                continue
+            try:
+                gps = parse_sat_name(tile)
+            except ValueError as e:
+                problems.report(list_path, number, f"cannot read the GPS from the tile name ({e})",
+                                "Tiles must be named satellite_<lat>_<lng>.png")
+                continue
+            sat_index[tile] = len(sat_paths)
+            sat_paths.append(os.path.join(root, city, "satellite", tile))
+            sat_gps.append(gps)
+            sat_city.append(city)
+            sat_source.append(f"{list_path}:{number}")
+            sat_mpp.append(resolutions[city])
+
+    grd_paths, grd_gps, grd_city, grd_source, labels, deltas = [], [], [], [], [], []
+    label_paths = []
+    for city in cities:
+        label_path = os.path.join(root, label_dir, city, label_file)
+        label_paths.append(label_path)
+        for number, line in enumerate(_read_lines(label_path, "label file"), start=1):
+            if not line.strip():
+                continue
+            parsed = _parse_label_line(line, sat_index, label_path, number, problems)
+            if parsed is None:
+                continue
+            pano, refs, offsets, gps = parsed
+            grd_paths.append(os.path.join(root, city, "panorama", pano))
+            grd_gps.append(gps)
+            grd_city.append(city)
+            grd_source.append(f"{label_path}:{number}")
+            labels.append(refs)
+            deltas.append(offsets)
+
+    if not grd_paths:
+        raise DataError(f"{name}: no usable panorama in {', '.join(label_paths)}"
+                        + (f" ({len(problems.items)} bad lines skipped)" if problems.items else "")
+                        + f". Check the label files; {DATASET_HELP}.")
+    return SplitIndex(
+        sat_paths=np.array([os.path.abspath(p) for p in sat_paths], dtype=str),
+        sat_gps=np.array(sat_gps, dtype=np.float64).reshape(-1, 2),
+        sat_city=np.array(sat_city, dtype=str),
+        grd_paths=np.array([os.path.abspath(p) for p in grd_paths], dtype=str),
+        grd_gps=np.array(grd_gps, dtype=np.float64).reshape(-1, 2),
+        grd_city=np.array(grd_city, dtype=str),
+        labels=np.array(labels, dtype=np.int64).reshape(-1, 4),
+        deltas=np.array(deltas, dtype=np.float64).reshape(-1, 4, 2),
+        meters_per_pixel=np.array(sat_mpp, dtype=np.float64),
+        name=name,
+        grd_source=np.array(grd_source, dtype=str),
+        sat_source=np.array(sat_source, dtype=str),
+        root=os.path.abspath(root),
+        cities=tuple(cities),
+    )
+
+
+def _parse_label_line(line, sat_index, path, number, problems):
+    fields = line.strip().split(" ")
+    if len(fields) != LABEL_FIELDS:
+        problems.report(path, number, f"expected {LABEL_FIELDS} space-separated fields "
+                        f"(panorama, then tile d0 d1 four times), found {len(fields)}",
+                        "Fix or remove the line")
+        return None
+    pano = fields[0]
+    try:
+        gps = parse_pano_name(pano)
+    except ValueError as e:
+        problems.report(path, number, f"cannot read the GPS from the panorama name ({e})",
+                        "Panoramas must be named <prefix>,<lat>,<lng>,.jpg")
+        return None
+    refs, offsets = [], []
+    for k, column in enumerate((1, 4, 7, 10)):
+        tile = fields[column]
+        if tile not in sat_index:
+            problems.report(path, number, f"reference tile '{tile}' is not in the city's {SAT_LIST}",
+                            f"Add it to {SAT_LIST} or remove the line")
+            return None
+        pair = []
+        for text in fields[column + 1:column + 3]:
+            try:
+                value = float(text)
+            except ValueError:
+                problems.report(path, number, f"offset '{text}' of reference {k} is not a number",
+                                "Offsets are floats in pixels of the 640-pixel tile")
+                return None
+            if not math.isfinite(value):
+                problems.report(path, number, f"offset '{text}' of reference {k} is not finite",
+                                "Recompute the offsets of this panorama or remove the line")
+                return None
+            pair.append(value)
+        refs.append(sat_index[tile])
+        offsets.append(pair)
+    return pano, refs, offsets, gps
+
+
+def _print_skipped(index_list):
+    skipped = [item for index in index_list for item in index.skipped]
+    if not skipped:
+        return
+    print(f"[dataset] skipped {len(skipped)} bad line(s) (on_bad_sample='skip'):")
+    for path, line, reason in skipped[:10]:
+        print(f"  {path}:{line}: {reason}")
+    if len(skipped) > 10:
+        print(f"  ... and {len(skipped) - 10} more (SplitIndex.skipped lists them all)")
+
+
+def check_images(index, problems_mode="error", decode=False):
+    """Check that every image of `index` exists (and decodes, if `decode`). Returns bad entries."""
+    bad = []
+    for paths, source, kind in ((index.sat_paths, index.sat_source, "tile"),
+                                (index.grd_paths, index.grd_source, "panorama")):
+        for i, path in enumerate(paths):
+            reason = _image_problem(path, decode)
+            if reason is None:
+                continue
+            if problems_mode == "error":
+                raise DataError(f"{kind} image {path} (listed in {source[i]}) {reason}; "
+                                f"restore the file or remove the line, {DATASET_HELP}.")
+            bad.append((str(path), str(source[i]), reason))
+    return bad
+
+
+def _image_problem(path, decode):
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return "is missing"
+    if size == 0:
+        return "is empty"
+    if decode:
+        import cv2
+        if cv2.imread(str(path)) is None:
+            return "cannot be decoded"
+    return None
+
+
+def _drop_panoramas(index, bad_rows):
+    keep = np.setdiff1d(np.arange(index.num_grd), np.asarray(bad_rows, dtype=np.int64))
+    for name in ("grd_paths", "grd_gps", "grd_city", "labels", "deltas", "grd_source"):
+        setattr(index, name, getattr(index, name)[keep])
+
+
+def _apply_image_check(index, mode, check):
+    decode = check == "decode"
+    bad = check_images(index, mode, decode)
+    if not bad:
+        return
+    bad_paths = {path for path, _, _ in bad}
+    bad_tiles = {j for j, p in enumerate(index.sat_paths) if p in bad_paths}
+    rows = [i for i in range(index.num_grd)
+            if index.grd_paths[i] in bad_paths or bad_tiles.intersection(index.labels[i].tolist())]
+    for path, source, reason in bad:
+        file, _, line = source.rpartition(":")
+        index.skipped.append((file, int(line), f"image {path} {reason}"))
+    _drop_panoramas(index, rows)
+    if index.num_grd == 0:
+        raise DataError(f"{index.name}: every panorama references a missing image; {DATASET_HELP}.")
+
+
+def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolution="original",
+               on_bad_sample="error", check_images=False, label_dir="splits"):
+    """(train, test) SplitIndex of a dataset in VIGOR's format.
+
+    same_area: both splits from the same cities (same_area_balanced_train/test.txt); otherwise
+    cross-area (pano_label_balanced.txt of the train cities, resp. of the test cities).
+    resolution: 'original' (0.114 m/px), 'corrected' (SliceMatch), 'dataset' (root/meters_per_pixel.json)
+    or a number. on_bad_sample: 'error' raises DataError at the first bad line; 'skip' skips bad
+    lines, lists them in `index.skipped` and prints a summary once. check_images: False (images
+    are checked when loaded), True (every file exists and is not empty) or 'decode'.
+    label_dir: 'splits', or e.g. 'splits__corrected' for SliceMatch's corrected labels.
+    """
+    root = str(root)
+    if not os.path.isdir(root):
+        raise DataError(f"dataset root {root} does not exist; {DATASET_HELP}.")
+    if not os.path.isdir(os.path.join(root, label_dir)):
+        raise DataError(f"{os.path.join(root, label_dir)} not found: the dataset root {root} should "
+                        f"contain {label_dir}/<City>/ with the split files; {DATASET_HELP}.")
+    if same_area:
+        train_cities = tuple(train_cities or SAME_AREA_CITIES)
+        test_cities = tuple(test_cities or SAME_AREA_CITIES)
+        train_file, test_file, kind = SAME_AREA_TRAIN, SAME_AREA_TEST, "same-area"
+    else:
+        train_cities = tuple(train_cities or CROSS_AREA_TRAIN)
+        test_cities = tuple(test_cities or CROSS_AREA_TEST)
+        train_file, test_file, kind = PANO_LABELS, PANO_LABELS, "cross-area"
+    resolutions = _city_resolutions(root, sorted(set(train_cities) | set(test_cities)), resolution)
+    dataset = os.path.basename(os.path.normpath(root))
+    splits = []
+    for cities, label_file, part in ((train_cities, train_file, "train"), (test_cities, test_file, "test")):
+        problems = _Problems(on_bad_sample)
+        index = _load_split(root, cities, label_file, resolutions, f"{dataset} {kind} {part}",
+                            problems, label_dir)
+        index.skipped = problems.items
+        if check_images:
+            _apply_image_check(index, on_bad_sample, check_images)
+        splits.append(index)
+    _print_skipped(splits)
+    return splits[0], splits[1]
+
+
+def discover_cities(root, label_dir="splits"):
+    folder = os.path.join(str(root), label_dir)
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder} not found; {DATASET_HELP}.")
+    cities = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if not cities:
+        raise DataError(f"{folder} has no city folder; {DATASET_HELP}.")
+    return cities
+
+
+def load_index_from_root(root, resolution=None, on_bad_sample="error", check_images=False,
+                         label_dir="splits"):
+    """(train, test) of a same-area dataset whose cities are the folders of root/splits.
+
+    Made for the re-sampled CVACT (one 'city', train/val from ACT_data.mat) and the synthetic
+    city. resolution None: root/meters_per_pixel.json if present, else 'original'.
+    """
+    cities = discover_cities(root, label_dir)
+    if resolution is None:
+        resolution = "dataset" if os.path.exists(os.path.join(str(root), RESOLUTION_FILE)) else "original"
+    return load_vigor(root, same_area=True, train_cities=cities, test_cities=cities, resolution=resolution,
+                      on_bad_sample=on_bad_sample, check_images=check_images, label_dir=label_dir)
