@@ -77,8 +77,8 @@ def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=N
 
     fine_errors = None
     if offsets_positive is not None:
-        fine_errors = metrics.localization_errors(grd_gps, sat_gps, labels[:, 0], offsets_positive,
-                                                  resolution)
+        fine_errors = metrics.fine_localization_errors(grd_gps, sat_gps, labels, offsets_positive,
+                                                       resolution)
         pixel = np.linalg.norm(offsets_positive - index.deltas[:, 0], axis=1)
         results["fine_localization"] = dict(metrics.meter_summary(fine_errors),
                                             mean_px=float(pixel.mean()),

@@ -110,6 +110,7 @@ def test_faiss_backend_matches_numpy(tied_data):
     a = search(grd, sat, labels, k=3, backend="faiss")
     b = search(grd, sat, labels, k=3)
     np.testing.assert_array_equal(a.ranks, b.ranks)
+    np.testing.assert_array_equal(a.hit_ranks, b.hit_ranks)
     np.testing.assert_array_equal(a.topk[:, 0], b.topk[:, 0])
 
 

@@ -100,6 +100,14 @@ def localization_errors(grd_gps, sat_gps, tile_index, offsets=None,
     return gps2distance(grd_gps[:, 0], grd_gps[:, 1], prediction[:, 0], prediction[:, 1])
 
 
+def fine_localization_errors(grd_gps, sat_gps, labels, offsets_positive,
+                             meters_per_pixel=ORIGINAL_METERS_PER_PIXEL):
+    """Metres of the offsets predicted inside each query's positive tile (labels[:, 0]):
+    localization with the correct tile given."""
+    positive = np.asarray(labels)[:, 0] if np.ndim(labels) == 2 else np.asarray(labels)
+    return localization_errors(grd_gps, sat_gps, positive, offsets_positive, meters_per_pixel)
+
+
 def true_offsets(grd_gps, sat_gps, tile_index, meters_per_pixel=ORIGINAL_METERS_PER_PIXEL):
     """(N, 2) offset of each panorama from the centre of tile `tile_index` (inverse formula)."""
     grd_gps = np.asarray(grd_gps, dtype=np.float64)
