@@ -1,0 +1,357 @@
+"""Images for batches: decode, resize, subtract the means, on worker threads, in order.
+
+OpenCV's decode and resize release the GIL, so a few threads overlap image loading with each
+other and with the training step. Output order is the order of the batches, whatever the
+order the workers finish in.
+"""
+import os
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from utils.dataset import DATASET_HELP, DataError
+from utils.polar import polar_transform
+
+BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)
+
+
+class ImageLoader:
+    """cv2.imread (BGR) -> float32 -> resize INTER_AREA to (height, width) -> minus the means.
+
+    polar: aerial images are polar-transformed (SAFA) to sat_size instead of resized.
+    """
+
+    def __init__(self, sat_size=(320, 320), grd_size=(320, 640), polar=False):
+        self.sat_size = (int(sat_size[0]), int(sat_size[1]))
+        self.grd_size = (int(grd_size[0]), int(grd_size[1]))
+        self.polar = bool(polar)
+
+    @staticmethod
+    def read(path, where=None):
+        image = cv2.imread(str(path))
+        if image is None:
+            state = "is missing" if not os.path.exists(str(path)) else "cannot be decoded"
+            listed = f" (listed in {where})" if where else ""
+            raise DataError(f"image {path}{listed} {state}: restore the file, or set "
+                            f"data.on_bad_sample=skip to leave such samples out; {DATASET_HELP}.")
+        return image.astype(np.float32)
+
+    @staticmethod
+    def _resize(image, size):
+        if image.shape[0] == size[0] and image.shape[1] == size[1]:
+            return image
+        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+    def load_sat(self, path, where=None):
+        image = self.read(path, where)
+        if self.polar:
+            image = polar_transform(image, self.sat_size[0], self.sat_size[1])
+        else:
+            image = self._resize(image, self.sat_size)
+        image -= BGR_MEANS
+        return image
+
+    def load_grd(self, path, where=None):
+        image = self._resize(self.read(path, where), self.grd_size)
+        image -= BGR_MEANS
+        return image
+
+
+def _wrap_errors(load, path, where):
+    try:
+        return load(path, where)
+    except DataError:
+        raise
+    except Exception as e:  # cv2.error, MemoryError...: name the file
+        listed = f" (listed in {where})" if where else ""
+        raise DataError(f"loading image {path}{listed} failed: {type(e).__name__}: {e}") from e
+
+
+class _Skips:
+    """Bad images met in skip mode: counted, announced once, summarised at close."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.items = []
+        self.bad_paths = set()
+        self.lock = threading.Lock()
+
+    def add(self, path, reason):
+        with self.lock:
+            if path in self.bad_paths:
+                return
+            first = not self.items
+            self.bad_paths.add(path)
+            self.items.append((path, reason))
+        if first:
+            print(f"[{self.owner}] on_bad_sample=skip: leaving out {path} ({reason}); "
+                  f"a summary follows at the end", flush=True)
+
+    def summary(self):
+        if self.items:
+            print(f"[{self.owner}] skipped {len(self.items)} unreadable image(s):")
+            for path, reason in self.items[:10]:
+                print(f"  {path}: {reason}")
+            if len(self.items) > 10:
+                print(f"  ... and {len(self.items) - 10} more")
+
+
+class Prefetcher:
+    """Iterator of dicts {"sat", "sat_semi", "grd", "delta", "delta_semi", "batch"} for an
+    iterator of Batch; `depth` batches are decoded ahead by `workers` threads.
+
+    A bad image raises DataError naming the file and the split line (on_bad_sample='error'), or
+    (='skip') is counted and its row replaced by another random panorama that shares no tile
+    with the rest of the batch (drawn by `sampler.replace_sample` if a sampler is given, else by
+    the prefetcher's own seeded generator); `sampler.exclude` is told about the bad panorama.
+    """
+
+    def __init__(self, loader, index, batches, workers=2, depth=4, on_bad_sample="error", sampler=None,
+                 seed=0):
+        if on_bad_sample not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', not {on_bad_sample!r}")
+        self.loader = loader
+        self.index = index
+        self.batches = iter(batches)
+        self.depth = max(1, int(depth))
+        self.on_bad_sample = on_bad_sample
+        self.sampler = sampler if sampler is not None else (batches if hasattr(batches, "replace_sample") else None)
+        self.rng = np.random.default_rng(seed)
+        self.pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="prefetch")
+        self.inflight = deque()
+        self.exhausted = False
+        self.closed = False
+        self.skips = _Skips("prefetch")
+
+    # ---------------------------------------------------------------- plumbing
+    def _jobs(self, batch):
+        """(array name, row, loader function, path, where) for every image of the batch."""
+        idx = self.index
+        jobs = []
+        for b, i in enumerate(batch.grd):
+            jobs.append(("sat", b, self.loader.load_sat, idx.sat_paths[batch.sat[b]], idx.describe_sat(batch.sat[b])))
+            if batch.semi is not None:
+                jobs.append(("sat_semi", b, self.loader.load_sat, idx.sat_paths[batch.semi[b]],
+                             idx.describe_sat(batch.semi[b])))
+            jobs.append(("grd", b, self.loader.load_grd, idx.grd_paths[i], idx.describe_grd(i)))
+        return jobs
+
+    def _submit(self, batch):
+        n = len(batch.grd)
+        h, w = self.loader.sat_size
+        gh, gw = self.loader.grd_size
+        arrays = {"sat": np.empty((n, h, w, 3), np.float32), "grd": np.empty((n, gh, gw, 3), np.float32)}
+        if batch.semi is not None:
+            arrays["sat_semi"] = np.empty((n, h, w, 3), np.float32)
+        futures = []
+        for name, row, load, path, where in self._jobs(batch):
+            futures.append((name, row, path, self.pool.submit(self._load_into, arrays[name], row, load, path, where)))
+        self.inflight.append((batch, arrays, futures))
+
+    @staticmethod
+    def _load_into(out, row, load, path, where):
+        out[row] = _wrap_errors(load, path, where)
+
+    def _fill(self):
+        while not self.exhausted and len(self.inflight) < self.depth:
+            try:
+                batch = next(self.batches)
+            except StopIteration:
+                self.exhausted = True
+                break
+            self._submit(batch)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.closed:
+            raise StopIteration
+        self._fill()
+        if not self.inflight:
+            raise StopIteration
+        batch, arrays, futures = self.inflight.popleft()
+        self._fill()
+        bad_rows = []
+        for name, row, path, future in futures:
+            try:
+                future.result()
+            except DataError as e:
+                if self.on_bad_sample == "error":
+                    self.close()
+                    raise
+                self.skips.add(str(path), str(e))
+                bad_rows.append(row)
+        for row in sorted(set(bad_rows)):
+            batch = self._replace_row(batch, arrays, row)
+        return {"sat": arrays["sat"], "sat_semi": arrays.get("sat_semi"), "grd": arrays["grd"],
+                "delta": batch.delta, "delta_semi": batch.delta_semi, "batch": batch}
+
+    # ---------------------------------------------------------------- skip mode
+    def _replace_row(self, batch, arrays, row):
+        if self.sampler is not None and hasattr(self.sampler, "exclude"):
+            self.sampler.exclude(int(batch.grd[row]))
+        for _ in range(100):
+            batch = self._new_row(batch, row)
+            loaded = self._load_row(batch, row)
+            if loaded is not None:
+                for name, image in loaded.items():
+                    arrays[name][row] = image
+                return batch
+        raise DataError("on_bad_sample=skip: 100 replacement panoramas in a row had unreadable images; "
+                        f"the dataset at {self.index.root} looks broken ({DATASET_HELP})")
+
+    def _new_row(self, batch, row):
+        if self.sampler is not None and hasattr(self.sampler, "replace_sample"):
+            return self.sampler.replace_sample(batch, row)
+        from utils.sampler import make_batch
+        labels = self.index.labels
+        used = set()
+        for b, i in enumerate(batch.grd):
+            if b != row:
+                used.update(labels[i].tolist())
+        for _ in range(100000):
+            i = int(self.rng.integers(len(labels)))
+            if used.isdisjoint(labels[i].tolist()):
+                break
+        else:
+            raise DataError(f"{self.index.name}: no replacement panorama shares no tile with the batch")
+        grd = batch.grd.copy()
+        grd[row] = i
+        choice = None
+        if batch.semi_choice is not None:
+            choice = batch.semi_choice.copy()
+            choice[row] = int(self.rng.integers(1, 4))
+        return make_batch(self.index, grd, choice, batch.mined)
+
+    def _load_row(self, batch, row):
+        loaded = {}
+        for name, b, load, path, where in self._jobs(batch):
+            if b != row:
+                continue
+            if str(path) in self.skips.bad_paths:
+                return None
+            try:
+                loaded[name] = _wrap_errors(load, path, where)
+            except DataError as e:
+                self.skips.add(str(path), str(e))
+                if self.sampler is not None and hasattr(self.sampler, "exclude"):
+                    self.sampler.exclude(int(batch.grd[row]))
+                return None
+        return loaded
+
+    # ---------------------------------------------------------------- shutdown
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for _, _, futures in self.inflight:
+            for *_, future in futures:
+                future.cancel()
+        self.inflight.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.skips.summary()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------- scans of a whole split
+def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner):
+    """Yield, chunk by chunk in order, a tuple of float32 arrays filled by (slot, row, load, path, where) jobs.
+
+    In skip mode an unreadable image leaves its row at zero (scans keep every row so that
+    descriptor indices stay aligned with the index).
+    """
+    pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix=owner)
+    skips = _Skips(owner)
+    inflight = deque()
+    chunks = iter(jobs_per_chunk)
+
+    def submit():
+        try:
+            n, jobs = next(chunks)
+        except StopIteration:
+            return False
+        arrays = tuple(np.zeros((n,) + shape + (3,), np.float32) for shape in shapes)
+        futures = [(path, pool.submit(Prefetcher._load_into, arrays[slot], row, load, path, where))
+                   for slot, row, load, path, where in jobs]
+        inflight.append((arrays, futures))
+        return True
+
+    try:
+        while len(inflight) < depth and submit():
+            pass
+        while inflight:
+            arrays, futures = inflight.popleft()
+            submit()
+            for path, future in futures:
+                try:
+                    future.result()
+                except DataError as e:
+                    if on_bad_sample == "error":
+                        raise
+                    skips.add(str(path), str(e))
+            yield arrays
+    finally:
+        for _, futures in inflight:
+            for _, future in futures:
+                future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        skips.summary()
+
+
+def _chunks(count, batch_size):
+    for start in range(0, count, int(batch_size)):
+        yield np.arange(start, min(start + int(batch_size), count))
+
+
+def scan_sat(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error"):
+    """Every tile of the split in order, batch_size at a time: (b, H, W, 3) float32 arrays."""
+    def chunks():
+        for rows in _chunks(len(index.sat_paths), batch_size):
+            yield len(rows), [(0, r, loader.load_sat, index.sat_paths[j], index.describe_sat(j))
+                              for r, j in enumerate(rows)]
+    for (sat,) in _ordered_scan(chunks(), [loader.sat_size], workers, depth, on_bad_sample, "scan_sat"):
+        yield sat
+
+
+def scan_grd(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error"):
+    """Every panorama of the split in order: (b, H, W, 3) float32 arrays."""
+    def chunks():
+        for rows in _chunks(len(index.grd_paths), batch_size):
+            yield len(rows), [(0, r, loader.load_grd, index.grd_paths[i], index.describe_grd(i))
+                              for r, i in enumerate(rows)]
+    for (grd,) in _ordered_scan(chunks(), [loader.grd_size], workers, depth, on_bad_sample, "scan_grd"):
+        yield grd
+
+
+def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_sample="error"):
+    """(sat, grd) batches: panorama i with tile sat_order[i], in panorama order (the original's
+    next_pair_scan_order, e.g. with the retrieved or the positive tile of each panorama)."""
+    sat_order = np.asarray(sat_order, dtype=np.int64)
+    if len(sat_order) != len(index.grd_paths):
+        raise ValueError(f"sat_order has {len(sat_order)} entries for {len(index.grd_paths)} panoramas")
+
+    def chunks():
+        for rows in _chunks(len(index.grd_paths), batch_size):
+            jobs = []
+            for r, i in enumerate(rows):
+                j = sat_order[i]
+                jobs.append((0, r, loader.load_sat, index.sat_paths[j], index.describe_sat(j)))
+                jobs.append((1, r, loader.load_grd, index.grd_paths[i], index.describe_grd(i)))
+            yield len(rows), jobs
+    yield from _ordered_scan(chunks(), [loader.sat_size, loader.grd_size], workers, depth, on_bad_sample,
+                             "scan_pairs")

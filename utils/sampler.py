@@ -1,0 +1,320 @@
+"""Which panoramas and tiles go into each training batch (indices only, no images).
+
+Follows the original DataLoader (VIGOR dataloader.py / SAMP dataloader/dataloader.py):
+get_init_idx (a random tile among the tiles that are some panorama's positive, then a random
+panorama it covers), check_overlap (no two panoramas of a batch share any of their 4 reference
+tiles), the semi-positive column drawn uniformly from 1..3, and VIGOR's global hard-negative
+mining (cal_ranking_train_limited, the second half of a batch drawn next to the first half's
+hardest tiles). All randomness comes from one numpy Generator, so a saved state resumes exactly.
+"""
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.dataset import DataError
+
+
+@dataclass
+class Batch:
+    grd: np.ndarray                  # (B,) panorama indices
+    sat: np.ndarray                  # (B,) positive tile indices, labels[grd, 0]
+    semi: np.ndarray = None          # (B,) semi-positive tile indices (None in plain mode)
+    semi_choice: np.ndarray = None   # (B,) label column 1..3 the semi-positive came from
+    delta: np.ndarray = None         # (B, 2) offsets of the positive
+    delta_semi: np.ndarray = None    # (B, 2) offsets of the semi-positive
+    mined: np.ndarray = None         # (B,) bool: drawn next to a kept hard tile of the mining pool
+    valid: int = None                # scanners: rows that are real (the rest repeat the last one)
+
+    def __len__(self):
+        return len(self.grd)
+
+
+def make_batch(index, grd, semi_choice=None, mined=None, valid=None):
+    grd = np.asarray(grd, dtype=np.int64)
+    batch = Batch(grd=grd, sat=index.labels[grd, 0].copy(), delta=index.deltas[grd, 0].copy(),
+                  mined=None if mined is None else np.asarray(mined, dtype=bool), valid=valid)
+    if semi_choice is not None:
+        choice = np.asarray(semi_choice, dtype=np.int64)
+        batch.semi_choice = choice
+        batch.semi = index.labels[grd, choice].copy()
+        batch.delta_semi = index.deltas[grd, choice].copy()
+    return batch
+
+
+def _as_generator(rng):
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def _rng_state_to_text(rng):
+    return json.dumps(rng.bit_generator.state)
+
+
+def _rng_state_from_text(rng, text):
+    if isinstance(text, np.ndarray):
+        text = text.item()
+    if isinstance(text, bytes):
+        text = text.decode()
+    rng.bit_generator.state = json.loads(text)
+
+
+class MiningPool:
+    """VIGOR's global mining: the latest descriptor of every training tile and panorama, and for
+    every panorama the `keep` most similar tiles among `pool_size` random ones.
+
+    `kept[i]` is in the original's `mining_save` layout: ascending similarity, so `kept[i, -1]`
+    is the most similar tile. `ready` is set by the caller (the original starts mining after
+    `mining_start` epochs); `refresh` only recomputes `kept`.
+    """
+
+    def __init__(self, num_sat, num_grd, dim, pool_size=10000, keep=100, dtype=np.float32, chunk=2048):
+        self.num_sat, self.num_grd, self.dim = int(num_sat), int(num_grd), int(dim)
+        self.pool_size = int(pool_size)
+        self.keep = int(keep)
+        self.chunk = int(chunk)
+        self.sat_desc = np.zeros((self.num_sat, self.dim), dtype)
+        self.grd_desc = np.zeros((self.num_grd, self.dim), dtype)
+        self.kept = np.zeros((self.num_grd, min(self.keep, self.effective_pool_size)), np.int64)
+        self.ready = False
+
+    @property
+    def effective_pool_size(self):
+        # the original asserts pool_size < number of tiles; we use every tile instead
+        return min(self.pool_size, self.num_sat)
+
+    def update(self, grd_idx, sat_idx, grd_desc, sat_desc):
+        grd_idx = np.asarray(grd_idx, dtype=np.int64)
+        sat_idx = np.asarray(sat_idx, dtype=np.int64)
+        if len(grd_desc) != len(grd_idx) or len(sat_desc) != len(sat_idx):
+            raise ValueError(f"MiningPool.update: {len(grd_idx)} panoramas / {len(sat_idx)} tiles but "
+                             f"{len(grd_desc)} / {len(sat_desc)} descriptors")
+        self.grd_desc[grd_idx] = grd_desc
+        self.sat_desc[sat_idx] = sat_desc
+
+    def refresh(self, rng=None):
+        """Draw the random pool (without replacement) and keep each panorama's most similar tiles."""
+        rng = _as_generator(rng)
+        pool = rng.choice(self.num_sat, size=self.effective_pool_size, replace=False)
+        keep = self.kept.shape[1]
+        pool_desc = np.ascontiguousarray(self.sat_desc[pool].T)
+        for start in range(0, self.num_grd, self.chunk):
+            product = self.grd_desc[start:start + self.chunk] @ pool_desc
+            top = np.argpartition(product, product.shape[1] - keep, axis=1)[:, -keep:]
+            order = np.argsort(np.take_along_axis(product, top, axis=1), axis=1, kind="stable")
+            self.kept[start:start + self.chunk] = pool[np.take_along_axis(top, order, axis=1)]
+        return pool
+
+    def state_dict(self):
+        return {"sat_desc": self.sat_desc, "grd_desc": self.grd_desc, "kept": self.kept,
+                "ready": np.array(self.ready)}
+
+    def load_state_dict(self, state):
+        for name in ("sat_desc", "grd_desc", "kept"):
+            value = np.asarray(state[name])
+            current = getattr(self, name)
+            if value.shape != current.shape:
+                raise ValueError(f"MiningPool state '{name}' has shape {value.shape}, expected {current.shape}: "
+                                 f"it was saved for another dataset or descriptor size")
+            setattr(self, name, value.astype(current.dtype, copy=True))
+        self.ready = bool(np.asarray(state["ready"]))
+
+    # interchange with the original's files (sat_global_train.npy, grd_global_train.npy, mining_save.npy)
+    def save_original_files(self, folder):
+        import os
+        np.save(os.path.join(folder, "sat_global_train.npy"), self.sat_desc.astype(np.float64))
+        np.save(os.path.join(folder, "grd_global_train.npy"), self.grd_desc.astype(np.float64))
+        np.save(os.path.join(folder, "mining_save.npy"), self.kept.astype(np.float64))
+
+    def load_original_files(self, folder, ready=True):
+        import os
+        self.load_state_dict({"sat_desc": np.load(os.path.join(folder, "sat_global_train.npy")),
+                              "grd_desc": np.load(os.path.join(folder, "grd_global_train.npy")),
+                              "kept": np.load(os.path.join(folder, "mining_save.npy")).astype(np.int64),
+                              "ready": ready})
+
+
+class TrainSampler:
+    """Batches of training panoramas as the original's get_next_batch / get_next_batch_E_3.
+
+    batch_size is the number of panoramas per batch (the continuous loaders' reduced size);
+    nominal_batch (default batch_size) only sets epoch_length(), the original's break_iter.
+    """
+
+    def __init__(self, index, batch_size, with_semi=False, mining=None, seed=0, nominal_batch=None,
+                 max_tries=100000):
+        self.index = index
+        self.labels = np.asarray(index.labels, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.nominal_batch = int(nominal_batch or batch_size)
+        self.with_semi = bool(with_semi)
+        self.mining = mining
+        self.max_tries = int(max_tries)
+        self.rng = np.random.default_rng(seed)
+        self.batches_drawn = 0
+        self.excluded = []
+        self._build_cover()
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+
+    def _build_cover(self):
+        cover = {}
+        excluded = set(self.excluded)
+        for i, tile in enumerate(self.labels[:, 0].tolist()):
+            if i not in excluded:
+                cover.setdefault(tile, []).append(i)
+        if not cover:
+            raise DataError(f"{self.index.name}: no panorama left to sample")
+        self.cover = {tile: np.array(panos, dtype=np.int64) for tile, panos in cover.items()}
+        self.cover_tiles = np.array(list(self.cover), dtype=np.int64)   # first-appearance order
+
+    # ---------------------------------------------------------------- the original's helpers
+    def random_panorama(self):
+        """get_init_idx: a random covered tile, then a random panorama it covers."""
+        tile = self.cover_tiles[self.rng.integers(len(self.cover_tiles))]
+        panos = self.cover[int(tile)]
+        return int(panos[self.rng.integers(len(panos))])
+
+    def overlaps(self, used_tiles, i):
+        """check_overlap, negated: does panorama i share a reference tile with the batch so far?"""
+        return not used_tiles.isdisjoint(self.labels[i].tolist())
+
+    def _draw_free(self, used_tiles):
+        for _ in range(self.max_tries):
+            i = self.random_panorama()
+            if not self.overlaps(used_tiles, i):
+                return i
+        raise DataError(f"{self.index.name}: could not find a panorama whose 4 reference tiles are not "
+                        f"already in the batch after {self.max_tries} tries; the dataset is too small for "
+                        f"batches of {self.batch_size}: lower the batch size")
+
+    def _draw_mined(self, anchor, used_tiles):
+        """A panorama whose positive is one of the anchor's kept hard tiles (falls back to random)."""
+        kept = self.mining.kept[anchor]
+        n_keep = len(kept)
+        tries = 0
+        for _ in range(self.max_tries):
+            if tries <= n_keep:
+                tile = int(kept[-1 - self.rng.integers(n_keep)])
+                panos = self.cover.get(tile)
+                if panos is None:
+                    tries += 1
+                    continue
+                i = int(panos[self.rng.integers(len(panos))])
+                from_pool = True
+            else:
+                i = self.random_panorama()
+                from_pool = False
+            tries += 1
+            if not self.overlaps(used_tiles, i):
+                return i, from_pool
+        raise DataError(f"{self.index.name}: no non-overlapping panorama found for a mined batch after "
+                        f"{self.max_tries} tries: lower the batch size")
+
+    def _semi_column(self):
+        return int(self.rng.integers(1, 4))
+
+    # ---------------------------------------------------------------- batches
+    def next_batch(self):
+        grd, choice, mined = [], [], []
+        used = set()
+
+        def add(i, from_pool):
+            grd.append(i)
+            used.update(self.labels[i].tolist())
+            mined.append(from_pool)
+            if self.with_semi:
+                choice.append(self._semi_column())
+
+        mining = self.mining is not None and self.mining.ready
+        random_count = max(1, self.batch_size // 2) if mining else self.batch_size
+        for _ in range(random_count):
+            add(self._draw_free(used), False)
+        if mining:
+            for b in range(self.batch_size - random_count):
+                add(*self._draw_mined(grd[b % random_count], used))
+        self.batches_drawn += 1
+        return make_batch(self.index, grd, choice if self.with_semi else None, mined)
+
+    def replace_sample(self, batch, pos):
+        """Put a fresh random panorama at row `pos` of `batch` (used when an image turns out bad)."""
+        used = set()
+        for b, i in enumerate(batch.grd):
+            if b != pos:
+                used.update(self.labels[i].tolist())
+        i = self._draw_free(used)
+        grd = batch.grd.copy()
+        grd[pos] = i
+        choice = None
+        if batch.semi_choice is not None:
+            choice = batch.semi_choice.copy()
+            choice[pos] = self._semi_column()
+        mined = None if batch.mined is None else batch.mined.copy()
+        if mined is not None:
+            mined[pos] = False
+        return make_batch(self.index, grd, choice, mined)
+
+    def exclude(self, grd_idx):
+        """Never draw panorama grd_idx again (its image or one of its tiles is bad)."""
+        if int(grd_idx) not in self.excluded:
+            self.excluded.append(int(grd_idx))
+            self._build_cover()
+
+    def epoch_length(self):
+        return int(len(self.labels) / self.nominal_batch)
+
+    def epoch(self, num_batches=None):
+        for _ in range(self.epoch_length() if num_batches is None else int(num_batches)):
+            yield self.next_batch()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next_batch()
+
+    def state_dict(self):
+        return {"rng_state": np.array(_rng_state_to_text(self.rng)),
+                "batches_drawn": np.array(self.batches_drawn, dtype=np.int64),
+                "excluded": np.array(self.excluded, dtype=np.int64)}
+
+    def load_state_dict(self, state):
+        _rng_state_from_text(self.rng, state["rng_state"])
+        self.batches_drawn = int(np.asarray(state.get("batches_drawn", 0)))
+        excluded = [int(i) for i in np.asarray(state.get("excluded", np.zeros(0, np.int64))).ravel()]
+        if excluded != self.excluded:
+            self.excluded = excluded
+            self._build_cover()
+
+
+class PairScanner:
+    """Every panorama of a split in order with a fixed semi-positive column k in 1..3: the
+    stage-3 uncertainty pass (the original's get_next_batch_two_dec / _two_dec_test).
+
+    pad_last: fill the last batch up to batch_size by repeating the last panorama, as the
+    original's clamped index does (Batch.valid says how many rows are real).
+    """
+
+    def __init__(self, index, batch_size, semi_column, pad_last=False):
+        if int(semi_column) not in (1, 2, 3):
+            raise ValueError(f"semi_column must be 1, 2 or 3, not {semi_column}")
+        self.index = index
+        self.batch_size = int(batch_size)
+        self.semi_column = int(semi_column)
+        self.pad_last = bool(pad_last)
+
+    def __len__(self):
+        return -(-len(self.index.labels) // self.batch_size)
+
+    def __iter__(self):
+        count = len(self.index.labels)
+        for start in range(0, count, self.batch_size):
+            rows = np.arange(start, min(start + self.batch_size, count))
+            valid = len(rows)
+            if self.pad_last and valid < self.batch_size:
+                rows = np.concatenate([rows, np.full(self.batch_size - valid, rows[-1])])
+            yield make_batch(self.index, rows, np.full(len(rows), self.semi_column), valid=valid)
+
+
+FixedSemiSampler = PairScanner
