@@ -31,9 +31,10 @@ class ImageLoader:
 
     @staticmethod
     def read(path, where=None):
-        image = cv2.imread(str(path))
+        exists = os.path.exists(str(path))
+        image = cv2.imread(str(path)) if exists else None
         if image is None:
-            state = "is missing" if not os.path.exists(str(path)) else "cannot be decoded"
+            state = "cannot be decoded" if exists else "is missing"
             listed = f" (listed in {where})" if where else ""
             raise DataError(f"image {path}{listed} {state}: restore the file, or set "
                             f"data.on_bad_sample=skip to leave such samples out; {DATASET_HELP}.")
@@ -58,6 +59,12 @@ class ImageLoader:
         image = self._resize(self.read(path, where), self.grd_size)
         image -= BGR_MEANS
         return image
+
+
+def _source(index, kind, i):
+    """'split file:line' that listed image i, when the index knows it."""
+    sources = index.sat_source if kind == "sat" else index.grd_source
+    return None if sources is None else str(sources[i])
 
 
 def _wrap_errors(load, path, where):
@@ -132,11 +139,11 @@ class Prefetcher:
         idx = self.index
         jobs = []
         for b, i in enumerate(batch.grd):
-            jobs.append(("sat", b, self.loader.load_sat, idx.sat_paths[batch.sat[b]], idx.describe_sat(batch.sat[b])))
+            jobs.append(("sat", b, self.loader.load_sat, idx.sat_paths[batch.sat[b]], _source(idx, "sat", batch.sat[b])))
             if batch.semi is not None:
                 jobs.append(("sat_semi", b, self.loader.load_sat, idx.sat_paths[batch.semi[b]],
-                             idx.describe_sat(batch.semi[b])))
-            jobs.append(("grd", b, self.loader.load_grd, idx.grd_paths[i], idx.describe_grd(i)))
+                             _source(idx, "sat", batch.semi[b])))
+            jobs.append(("grd", b, self.loader.load_grd, idx.grd_paths[i], _source(idx, "grd", i)))
         return jobs
 
     def _submit(self, batch):
@@ -322,7 +329,7 @@ def scan_sat(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error
     """Every tile of the split in order, batch_size at a time: (b, H, W, 3) float32 arrays."""
     def chunks():
         for rows in _chunks(len(index.sat_paths), batch_size):
-            yield len(rows), [(0, r, loader.load_sat, index.sat_paths[j], index.describe_sat(j))
+            yield len(rows), [(0, r, loader.load_sat, index.sat_paths[j], _source(index, "sat", j))
                               for r, j in enumerate(rows)]
     for (sat,) in _ordered_scan(chunks(), [loader.sat_size], workers, depth, on_bad_sample, "scan_sat"):
         yield sat
@@ -332,7 +339,7 @@ def scan_grd(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error
     """Every panorama of the split in order: (b, H, W, 3) float32 arrays."""
     def chunks():
         for rows in _chunks(len(index.grd_paths), batch_size):
-            yield len(rows), [(0, r, loader.load_grd, index.grd_paths[i], index.describe_grd(i))
+            yield len(rows), [(0, r, loader.load_grd, index.grd_paths[i], _source(index, "grd", i))
                               for r, i in enumerate(rows)]
     for (grd,) in _ordered_scan(chunks(), [loader.grd_size], workers, depth, on_bad_sample, "scan_grd"):
         yield grd
@@ -350,8 +357,8 @@ def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_
             jobs = []
             for r, i in enumerate(rows):
                 j = sat_order[i]
-                jobs.append((0, r, loader.load_sat, index.sat_paths[j], index.describe_sat(j)))
-                jobs.append((1, r, loader.load_grd, index.grd_paths[i], index.describe_grd(i)))
+                jobs.append((0, r, loader.load_sat, index.sat_paths[j], _source(index, "sat", j)))
+                jobs.append((1, r, loader.load_grd, index.grd_paths[i], _source(index, "grd", i)))
             yield len(rows), jobs
     yield from _ordered_scan(chunks(), [loader.sat_size, loader.grd_size], workers, depth, on_bad_sample,
                              "scan_pairs")
