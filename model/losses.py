@@ -6,6 +6,8 @@ pixels: target row s (delta[0] + 320), column s (319 - delta[1]) with s = H / 64
 SAMP's 640 heatmaps), so losses and Sigma are in heatmap pixels; divide by heatmap_scale to get
 640-pixel units back.
 """
+import numbers
+
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -89,7 +91,7 @@ def semi_positive_weight(uncertainty, a=0.3, b=75.0, c=2.0):
 
 def heatmap_scale(heatmap):
     """s = H / 640 for a (B, H, W, 1) heatmap, or for a side H given as a number."""
-    side = heatmap if isinstance(heatmap, (int, float)) else layers.static_dim(
+    side = heatmap if isinstance(heatmap, numbers.Number) else layers.static_dim(
         heatmap, 1, "heatmap height")
     return side / REFERENCE_SIDE
 
