@@ -77,6 +77,34 @@ def _wrap_errors(load, path, where):
         raise DataError(f"loading image {path}{listed} failed: {type(e).__name__}: {e}") from e
 
 
+class _OpenCVThreads:
+    """While any pipeline runs, OpenCV's own thread pool is set to `count` (1: the workers are the
+    parallelism; nesting OpenCV's threads inside them only oversubscribes the cores). The value
+    in force before the first pipeline started is restored when the last one closes."""
+
+    lock = threading.Lock()
+    users = 0
+    saved = None
+
+    @classmethod
+    def acquire(cls, count):
+        if count is None:
+            return False
+        with cls.lock:
+            if cls.users == 0:
+                cls.saved = cv2.getNumThreads()
+                cv2.setNumThreads(int(count))
+            cls.users += 1
+        return True
+
+    @classmethod
+    def release(cls):
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0 and cls.saved is not None:
+                cv2.setNumThreads(cls.saved)
+
+
 class _Skips:
     """Bad images met in skip mode: counted, announced once, summarised at close."""
 
@@ -117,7 +145,7 @@ class Prefetcher:
     """
 
     def __init__(self, loader, index, batches, workers=2, depth=4, on_bad_sample="error", sampler=None,
-                 seed=0):
+                 seed=0, opencv_threads=1):
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', not {on_bad_sample!r}")
         self.loader = loader
@@ -132,6 +160,7 @@ class Prefetcher:
         self.exhausted = False
         self.closed = False
         self.skips = _Skips("prefetch")
+        self._threads_set = _OpenCVThreads.acquire(opencv_threads)
 
     # ---------------------------------------------------------------- plumbing
     def _jobs(self, batch):
@@ -260,6 +289,8 @@ class Prefetcher:
                 future.cancel()
         self.inflight.clear()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._threads_set:
+            _OpenCVThreads.release()
         self.skips.summary()
 
     def __enter__(self):
@@ -276,13 +307,14 @@ class Prefetcher:
 
 
 # ---------------------------------------------------------------- scans of a whole split
-def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner):
+def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner, opencv_threads=1):
     """Yield, chunk by chunk in order, a tuple of float32 arrays filled by (slot, row, load, path, where) jobs.
 
     In skip mode an unreadable image leaves its row at zero (scans keep every row so that
     descriptor indices stay aligned with the index).
     """
     pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix=owner)
+    threads_set = _OpenCVThreads.acquire(opencv_threads)
     skips = _Skips(owner)
     inflight = deque()
     chunks = iter(jobs_per_chunk)
@@ -317,6 +349,8 @@ def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner):
             for _, future in futures:
                 future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        if threads_set:
+            _OpenCVThreads.release()
         skips.summary()
 
 
