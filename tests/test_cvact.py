@@ -9,7 +9,7 @@ import Samples_on_CVACT
 from utils import geo
 from utils.cvact import (AERIAL_SIDE, crop_offset_640, locate_cvact, make_tiny_cvact, read_act_mat, sample_crops,
                          utm_to_gps)
-from utils.dataset import load_index_from_root
+from utils.dataset import load_index_from_root, load_vigor
 from utils.prefetch import ImageLoader, Prefetcher
 from utils.sampler import TrainSampler
 
@@ -86,6 +86,8 @@ def test_centers_txt_format_and_quarters(resampled, tiny):
 def test_resampled_tree_loads_and_trains(resampled):
     train, test = load_index_from_root(resampled)
     assert train.num_grd + test.num_grd == 6 and train.num_sat == 24
+    same, _ = load_vigor(resampled, resolution="auto")        # what a config with dataset: cvact does
+    assert same.cities == ("CVACT",) and np.array_equal(same.labels, train.labels)
     assert np.allclose(train.meters_per_pixel, 0.12 * 600 / 640)
     assert np.abs(train.deltas[:, 0]).max() <= 160.0 and (np.abs(train.deltas[:, 1:]).max(axis=2) > 159).all()
     for index in (train, test):

@@ -156,6 +156,8 @@ def _city_resolutions(root, cities, resolution):
             raise DataError(f"resolution='corrected' knows only {sorted(CORRECTED_MPP)} (SliceMatch), "
                             f"not {missing}: use resolution='original', 'dataset' or a number.")
         return {c: CORRECTED_MPP[c] for c in cities}
+    if resolution == "auto":
+        resolution = "dataset" if os.path.exists(os.path.join(root, RESOLUTION_FILE)) else "original"
     if resolution == "dataset":
         path = os.path.join(root, RESOLUTION_FILE)
         try:
@@ -171,7 +173,7 @@ def _city_resolutions(root, cities, resolution):
         if missing:
             raise DataError(f"{path} has no resolution for {missing}; add them.")
         return {c: float(table[c]) for c in cities}
-    raise ValueError(f"resolution must be 'original', 'corrected', 'dataset' or a number, not {resolution!r}")
+    raise ValueError(f"resolution must be 'original', 'corrected', 'dataset', 'auto' or a number, not {resolution!r}")
 
 
 def _load_split(root, cities, label_file, resolutions, name, problems, label_dir):
@@ -350,8 +352,9 @@ def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolu
 
     same_area: both splits from the same cities (same_area_balanced_train/test.txt); otherwise
     cross-area (pano_label_balanced.txt of the train cities, resp. of the test cities).
-    resolution: 'original' (0.114 m/px), 'corrected' (SliceMatch), 'dataset' (root/meters_per_pixel.json)
-    or a number. on_bad_sample: 'error' raises DataError at the first bad line; 'skip' skips bad
+    resolution: 'original' (0.114 m/px), 'corrected' (SliceMatch), 'dataset' (root/meters_per_pixel.json),
+    'auto' ('dataset' if that file exists, else 'original') or a number. Same-area cities default to
+    VIGOR's four, or to every folder of root/splits when none of VIGOR's is there (CVACT). on_bad_sample: 'error' raises DataError at the first bad line; 'skip' skips bad
     lines, lists them in `index.skipped` and prints a summary once. check_images: False (images
     are checked when loaded), True (every file exists and is not empty) or 'decode'.
     label_dir: 'splits', or e.g. 'splits__corrected' for SliceMatch's corrected labels.
@@ -363,8 +366,13 @@ def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolu
         raise DataError(f"{os.path.join(root, label_dir)} not found: the dataset root {root} should "
                         f"contain {label_dir}/<City>/ with the split files; {DATASET_HELP}.")
     if same_area:
-        train_cities = tuple(train_cities or SAME_AREA_CITIES)
-        test_cities = tuple(test_cities or SAME_AREA_CITIES)
+        default = SAME_AREA_CITIES
+        if not train_cities and not test_cities:
+            present = discover_cities(root, label_dir)
+            if not set(SAME_AREA_CITIES) & set(present):     # not VIGOR: e.g. the re-sampled CVACT
+                default = tuple(present)
+        train_cities = tuple(train_cities or default)
+        test_cities = tuple(test_cities or default)
         train_file, test_file, kind = SAME_AREA_TRAIN, SAME_AREA_TEST, "same-area"
     else:
         train_cities = tuple(train_cities or CROSS_AREA_TRAIN)
@@ -404,6 +412,6 @@ def load_index_from_root(root, resolution=None, on_bad_sample="error", check_ima
     """
     cities = discover_cities(root, label_dir)
     if resolution is None:
-        resolution = "dataset" if os.path.exists(os.path.join(str(root), RESOLUTION_FILE)) else "original"
+        resolution = "auto"
     return load_vigor(root, same_area=True, train_cities=cities, test_cities=cities, resolution=resolution,
                       on_bad_sample=on_bad_sample, check_images=check_images, label_dir=label_dir)
