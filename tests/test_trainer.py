@@ -99,12 +99,31 @@ def test_stage_hand_off_restores_what_the_original_restores(all_stages):
     assert np.abs(e22_first[decoder] - e21_last[decoder]).max() < np.abs(e21_last[decoder]).max()
     head = "L/cholesky_block/dense_1/kernel"
     assert head in e22_first and head in e21_last
-    assert np.abs(e22_first[head] - e21_last[head]).max() > 0.01  # not restored: re-initialised
     # E_3 trains the retrieval branches only: the heads and decoders stay as E_2_2 left them.
     e3 = checkpoint_values(os.path.join(stage_dir(cfg, "E_3"), "2"))
     assert np.array_equal(e3[head], e22_last[head]) and np.array_equal(e3[decoder], e22_last[decoder])
     assert not np.array_equal(e3["vgg_grd/conv2d/kernel"], e22_last["vgg_grd/conv2d/kernel"])
     assert "vgg_grd/conv2d/kernel/Adam" in e3
+
+
+def test_restore_rules_of_each_stage(city, tmp_path):
+    cfg = tiny_config(city, str(tmp_path))
+
+    def restored(stage):
+        trainer = Trainer(cfg, stage, show_progress=False)
+        trainer.build_graph()
+        return {v.op.name for v in trainer.restored_variables}, {v.op.name for v in trainer.graph.get_collection("variables")}
+
+    chosen, every = restored(train_second_E_2_1.E_2_1)
+    assert chosen == {n for n in every if n.split("/")[0] in ("vgg_sat", "vgg_grd", "spatial_grd", "spatial_sat", "train")}
+    assert "train/beta1_power" in chosen and "vgg_sat/conv2d/kernel/Adam" in chosen and "Variable" not in chosen
+    chosen, every = restored(train_second_E_2_2.E_2_2)
+    assert chosen == {n for n in every if "cholesky_block" not in n and n != "Variable"}
+    assert "decoder/decode/deconv0/weights/Adam_1" in chosen and "L/cholesky_block/dense/kernel" not in chosen
+    chosen, every = restored(train_third_E_3.E_3)
+    assert chosen == every - {"Variable"}
+    chosen, every = restored(train_first_E_1.E_1b)
+    assert chosen == {n for n in every if "delta" not in n} and "Variable" in chosen
 
 
 def test_E_3_measures_the_semi_positive_uncertainties(all_stages, city):

@@ -118,8 +118,10 @@ def select_variables(variables, include=None, exclude=None):
     return chosen
 
 
-def restore_by_name(sess, variables, checkpoint):
-    """Restore `variables` from `checkpoint`, checking names and shapes first with a clear error."""
+def restore_by_name(sess, variables, checkpoint, saver=None):
+    """Restore `variables` from `checkpoint`, checking names and shapes first with a clear error.
+
+    Pass a `saver` over exactly these variables when the graph is already finalized."""
     prefix = checkpoint_prefix(checkpoint)
     stored = dict(tf.train.list_variables(prefix))
     missing = [v.op.name for v in variables if v.op.name not in stored]
@@ -134,5 +136,5 @@ def restore_by_name(sess, variables, checkpoint):
         lines.append("  (was it written by another stage or with other image sizes / widths in the config?)")
         raise CheckpointError("\n".join(lines))
     if variables:
-        tf.train.Saver(variables).restore(sess, prefix)
+        (saver or tf.train.Saver(variables)).restore(sess, prefix)
     return len(variables)

@@ -137,6 +137,9 @@ class Trainer:
                       for t in stage.heatmaps(self.net)]
             self.image_summary = tf.summary.merge(images) if images else None
             self.saver = tf.train.Saver(tf.global_variables(), max_to_keep=None)
+            self.restored_variables = ckpt.select_variables(tf.global_variables(), stage.restore_include,
+                                                            stage.restore_exclude)
+            self.restore_saver = tf.train.Saver(self.restored_variables) if self.restored_variables else None
             self.init_op = tf.global_variables_initializer()
         self.graph.finalize()
 
@@ -197,7 +200,7 @@ class Trainer:
             self.first_epoch = (prev_epoch or 0) + 1
         point = ckpt.resume_point(self.run_dir) if self.resume else None
         if point is not None:
-            ckpt.restore_by_name(self.sess, tf.global_variables(), point)
+            ckpt.restore_by_name(self.sess, self.graph.get_collection("variables"), point, saver=self.saver)
             state, arrays = ckpt.load_point(point)
             self._load_state_arrays(arrays)
             self.rng.bit_generator.state = state["rng"]
@@ -210,9 +213,7 @@ class Trainer:
         self.start = (self.first_epoch, 0)
         if init_from:
             prev_epoch, prev_dir = previous_checkpoint(self.cfg, init_from)
-            variables = ckpt.select_variables(tf.global_variables(), self.stage.restore_include,
-                                              self.stage.restore_exclude)
-            count = ckpt.restore_by_name(self.sess, variables, prev_dir)
+            count = ckpt.restore_by_name(self.sess, self.restored_variables, prev_dir, saver=self.restore_saver)
             self.log(f"{self.stage.name}: restored {count} variables from {prev_dir}")
             if self.stage.inherit_mining and self.mining is not None:
                 _, arrays = ckpt.load_point(prev_dir)
@@ -245,7 +246,9 @@ class Trainer:
             yield batch
 
     def _check_finite(self, values, epoch, step):
-        for name, value in values.items():
+        # the parts first, so that the message names the term that broke rather than the total
+        for name in sorted(values, key=lambda n: n == "loss"):
+            value = values[name]
             if not np.all(np.isfinite(value)):
                 raise TrainingStopped(
                     f"{self.stage.name}: loss term '{name}' is {value} at epoch {epoch}, step {step} "
@@ -292,8 +295,9 @@ class Trainer:
         self.meter_state = {}
         states = []
         batches = self._epoch_batches(first_step, states)
-        prefetch = Prefetcher(self.loader, self.train_index, batches,
-                              workers=int(self.cfg.data.workers), depth=int(self.cfg.data.prefetch_depth))
+        prefetch = Prefetcher(self.loader, self.train_index, batches, workers=int(self.cfg.data.workers),
+                              depth=int(self.cfg.data.prefetch_depth), on_bad_sample=self.cfg.data.on_bad_sample,
+                              sampler=self.sampler, seed=int(self.cfg.seed))
         bar = tqdm(total=self.steps_per_epoch, initial=first_step, disable=not self.show_progress,
                    desc=f"{self.stage.name} epoch {epoch}", unit="step", dynamic_ncols=True, leave=False)
         fetches = {"train": self.train_op, "losses": self.losses, "sat_global": self.net["sat_global"],
