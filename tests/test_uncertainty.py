@@ -6,8 +6,8 @@ from model import uncertainty as unc
 
 
 def _random_L(rng, n=6):
-    return (rng.uniform(0.2, 3.0, size=(n, 3)) * rng.choice([1.0, -1.0], size=(n, 3))
-            ).astype(np.float32)
+    """Cholesky coefficients as the head gives them: elu + 1 > 0."""
+    return rng.uniform(0.2, 3.0, size=(n, 3)).astype(np.float32)
 
 
 def _lower(L):
@@ -18,7 +18,7 @@ def _lower(L):
 
 
 def test_sigma_inverse_and_log_det(graph):
-    L_val = np.abs(_random_L(np.random.default_rng(0)))
+    L_val = _random_L(np.random.default_rng(0))
     L = tf.constant(L_val)
     with tf.Session() as sess:
         sigma, inverse, log_det = sess.run(
@@ -32,7 +32,7 @@ def test_sigma_inverse_and_log_det(graph):
 
 def test_uncertainty_is_sum_of_ellipse_axes(graph):
     rng = np.random.default_rng(1)
-    L_val = np.abs(_random_L(rng, 8))
+    L_val = _random_L(rng, 8)
     L = tf.constant(L_val)
     sigma = unc.get_sigma(L)
     major_axis, minor_axis = unc.ellipse_axes(sigma)
