@@ -128,7 +128,7 @@ def flat_city(size=200, mpp=0.5):
     kind[north, c - 10:c + 10] = sv.KIND_BUILDING
     color[north, c - 10:c + 10] = (0, 0, 200)
     return sv.CityMap(name="t", style=sv.STYLES["NewYork"], mpp=mpp, color=color, height=height, wall=wall,
-                      kind=kind, road=np.ones((size, size), bool),
+                      kind=kind, road=np.ones((size, size), bool), walk=np.zeros((size, size), bool),
                       mips=[cv2.resize(color, (size >> k, size >> k), interpolation=cv2.INTER_AREA) for k in (1, 2, 3)],
                       origin=(40.0, -74.0), rotation=(1.0, 0.0))
 

@@ -260,7 +260,7 @@ def make_tiny_cvact(directory, n=8, seed=0, pano_size=(128, 64), val_fraction=0.
     style = sv.STYLES["Seattle"]
     origin_lat, origin_lng = -35.2809, 149.1300          # Canberra
     city = sv.build_city_map("CVACT", style, side, aerial_mpp, rng, (origin_lat, origin_lng))
-    streets = np.argwhere(city.road[margin:margin + inner, margin:margin + inner])
+    streets = np.argwhere(city.road[margin:margin + inner, margin:margin + inner])   # cameras on the road
     if len(streets) < n:
         streets = np.argwhere(np.ones((inner, inner), bool))
     picks = streets[rng.choice(len(streets), size=n, replace=False)] + margin

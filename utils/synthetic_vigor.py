@@ -163,7 +163,8 @@ class CityMap:
     height: np.ndarray          # (H, W) float32 metres above the ground
     wall: np.ndarray            # (H, W, 3) uint8 colour seen from the side
     kind: np.ndarray            # (H, W) uint8 KIND_*
-    road: np.ndarray            # (H, W) bool street surface a camera may stand on (road, sidewalk)
+    road: np.ndarray            # (H, W) bool free road surface
+    walk: np.ndarray            # (H, W) bool free sidewalk
     mips: list                  # color at 1/2, 1/4, 1/8 (level 0 is color)
     origin: tuple               # (lat, lng) of the map centre
     rotation: tuple             # (cos, sin) of the grid angle
@@ -324,7 +325,7 @@ def build_city_map(name, style, side_px, mpp, rng, origin):
     wall = np.clip(wall, 0, 255).astype(np.uint8)
     mips = [cv2.resize(color, (w >> level, h >> level), interpolation=cv2.INTER_AREA) for level in (1, 2, 3)]
     return CityMap(name=name, style=style, mpp=mpp, color=color, height=height, wall=wall, kind=kind,
-                   road=(road | walk) & (kind == KIND_GROUND), mips=mips, origin=origin, rotation=(ca, sa))
+                   road=road & (kind == KIND_GROUND), walk=walk & (kind == KIND_GROUND), mips=mips, origin=origin, rotation=(ca, sa))
 
 
 def _water_mask(edge, h, w, mpp, rng):
@@ -493,6 +494,8 @@ def render_panorama(city, row, col, width=256, height=128, camera_height=CAMERA_
         windows = is_building & (storey > 1.0) & (storey < 2.5) & (bay > 0.6) & (bay < 2.0) & (z > 2.0)
         wall[windows] = wall[windows] * 0.35 + np.array([95, 70, 55], np.float32) * 0.65
         wall[is_building & (z < 0.5)] *= 0.7
+        under_canopy = (city.kind[wr, wc] == KIND_TREE) & (z < 2.2)
+        wall[under_canopy] = wall[under_canopy] * 0.45 + np.array([30, 45, 60], np.float32) * 0.55
         facing = np.cos(azimuth[sc] - math.radians(style.sun_azimuth))
         colours[side] = wall * (0.88 - 0.22 * facing).astype(np.float32)[:, None]
 
@@ -550,6 +553,8 @@ def sample_points(city, centres, count_per_tile, rng, quarter=QUARTER_LIMIT, edg
     """Street points per tile, in map coordinates: inside the tile's central quarter (|offset| <
     `quarter`) and at least `edge` inside the span of tile centres, so that all 4 covering tiles exist."""
     lo, hi = centres[0] + edge, centres[-1] - edge
+    free = (city.kind == KIND_GROUND).astype(np.uint8)
+    clearance = cv2.distanceTransform(free, cv2.DIST_L2, 5) * city.mpp     # metres to the nearest object
     points = []
     for rc in centres:
         for cc in centres:
@@ -560,10 +565,14 @@ def sample_points(city, centres, count_per_tile, rng, quarter=QUARTER_LIMIT, edg
             c0, c1 = math.ceil(max(cc - quarter, lo)), math.floor(min(cc + quarter, hi))
             if r1 <= r0 or c1 <= c0:
                 continue
-            candidates = np.flatnonzero(city.road[r0:r1, c0:c1])
-            if len(candidates) == 0:
-                candidates = np.flatnonzero(city.kind[r0:r1, c0:c1] == KIND_GROUND)
-            if len(candidates) == 0:
+            room = clearance[r0:r1, c0:c1]
+            for wanted in (city.road[r0:r1, c0:c1] & (room >= 2.5),                           # as a car sees it
+                           (city.road[r0:r1, c0:c1] | city.walk[r0:r1, c0:c1]) & (room >= 1.0),
+                           room > 0):
+                candidates = np.flatnonzero(wanted)
+                if len(candidates):
+                    break
+            else:
                 continue
             for p in rng.choice(candidates, size=min(n, len(candidates)), replace=False):
                 dr, dc = divmod(int(p), c1 - c0)
