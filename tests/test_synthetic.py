@@ -153,9 +153,9 @@ def render_at_centre(city):
 def test_views_correspond_near_points_look_alike(synth):
     rng = np.random.default_rng(0)
     city = sv.build_city_map("Chicago", sv.STYLES["Chicago"], 700, 0.228, rng, (41.8, -87.6))
-    points = np.argwhere(city.road[200:500, 200:500]) + 200
+    points = np.argwhere(city.road[150:550, 150:550] | city.walk[150:550, 150:550]) + 150
     a = points[rng.integers(len(points))].astype(float) + 0.5
-    far_candidates = points[np.hypot(*(points - a).T) * city.mpp > 40]
+    far_candidates = points[np.hypot(*(points - a).T) * city.mpp > 30]
     far = far_candidates[rng.integers(len(far_candidates))].astype(float) + 0.5
 
     def pano(p):
