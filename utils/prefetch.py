@@ -22,15 +22,19 @@ class ImageLoader:
     """cv2.imread (BGR) -> float32 -> resize INTER_AREA to (height, width) -> minus the means.
 
     polar: aerial images are polar-transformed (SAFA) to sat_size instead of resized.
+    The `*_into` variants write into a given array (a row of a batch) and convert through a
+    per-thread float32 buffer, so no full-size float image is allocated per call; the values are
+    the same, bit for bit.
     """
 
     def __init__(self, sat_size=(320, 320), grd_size=(320, 640), polar=False):
         self.sat_size = (int(sat_size[0]), int(sat_size[1]))
         self.grd_size = (int(grd_size[0]), int(grd_size[1]))
         self.polar = bool(polar)
+        self._local = threading.local()
 
     @staticmethod
-    def read(path, where=None):
+    def read_raw(path, where=None):
         exists = os.path.exists(str(path))
         image = cv2.imread(str(path)) if exists else None
         if image is None:
@@ -38,27 +42,46 @@ class ImageLoader:
             listed = f" (listed in {where})" if where else ""
             raise DataError(f"image {path}{listed} {state}: restore the file, or set "
                             f"data.on_bad_sample=skip to leave such samples out; {DATASET_HELP}.")
-        return image.astype(np.float32)
+        return image
 
-    @staticmethod
-    def _resize(image, size):
-        if image.shape[0] == size[0] and image.shape[1] == size[1]:
-            return image
-        return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    @classmethod
+    def read(cls, path, where=None):
+        return cls.read_raw(path, where).astype(np.float32)
+
+    def _as_float(self, image):
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        buffer = buffers.get(image.shape)
+        if buffer is None:
+            buffer = buffers[image.shape] = np.empty(image.shape, np.float32)
+        np.copyto(buffer, image)
+        return buffer
+
+    def _into(self, dst, image, size, polar=False):
+        source = self._as_float(image)
+        if polar:
+            dst[...] = polar_transform(source, size[0], size[1])
+        elif source.shape[:2] == tuple(size):
+            dst[...] = source
+        else:
+            result = cv2.resize(source, (size[1], size[0]), dst=dst, interpolation=cv2.INTER_AREA)
+            if result is not dst and not np.shares_memory(result, dst):
+                dst[...] = result
+        dst -= BGR_MEANS
+        return dst
+
+    def load_sat_into(self, dst, path, where=None):
+        return self._into(dst, self.read_raw(path, where), self.sat_size, self.polar)
+
+    def load_grd_into(self, dst, path, where=None):
+        return self._into(dst, self.read_raw(path, where), self.grd_size)
 
     def load_sat(self, path, where=None):
-        image = self.read(path, where)
-        if self.polar:
-            image = polar_transform(image, self.sat_size[0], self.sat_size[1])
-        else:
-            image = self._resize(image, self.sat_size)
-        image -= BGR_MEANS
-        return image
+        return self.load_sat_into(np.empty(self.sat_size + (3,), np.float32), path, where)
 
     def load_grd(self, path, where=None):
-        image = self._resize(self.read(path, where), self.grd_size)
-        image -= BGR_MEANS
-        return image
+        return self.load_grd_into(np.empty(self.grd_size + (3,), np.float32), path, where)
 
 
 def _source(index, kind, i):
@@ -67,9 +90,9 @@ def _source(index, kind, i):
     return None if sources is None else str(sources[i])
 
 
-def _wrap_errors(load, path, where):
+def _wrap_errors(load, path, where, dst=None):
     try:
-        return load(path, where)
+        return load(path, where) if dst is None else load(dst, path, where)
     except DataError:
         raise
     except Exception as e:  # cv2.error, MemoryError...: name the file
@@ -168,11 +191,11 @@ class Prefetcher:
         idx = self.index
         jobs = []
         for b, i in enumerate(batch.grd):
-            jobs.append(("sat", b, self.loader.load_sat, idx.sat_paths[batch.sat[b]], _source(idx, "sat", batch.sat[b])))
+            jobs.append(("sat", b, self.loader.load_sat_into, idx.sat_paths[batch.sat[b]], _source(idx, "sat", batch.sat[b])))
             if batch.semi is not None:
-                jobs.append(("sat_semi", b, self.loader.load_sat, idx.sat_paths[batch.semi[b]],
+                jobs.append(("sat_semi", b, self.loader.load_sat_into, idx.sat_paths[batch.semi[b]],
                              _source(idx, "sat", batch.semi[b])))
-            jobs.append(("grd", b, self.loader.load_grd, idx.grd_paths[i], _source(idx, "grd", i)))
+            jobs.append(("grd", b, self.loader.load_grd_into, idx.grd_paths[i], _source(idx, "grd", i)))
         return jobs
 
     def _submit(self, batch):
@@ -189,7 +212,7 @@ class Prefetcher:
 
     @staticmethod
     def _load_into(out, row, load, path, where):
-        out[row] = _wrap_errors(load, path, where)
+        _wrap_errors(load, path, where, dst=out[row])
 
     def _fill(self):
         while not self.exhausted and len(self.inflight) < self.depth:
@@ -271,7 +294,8 @@ class Prefetcher:
             if str(path) in self.skips.bad_paths:
                 return None
             try:
-                loaded[name] = _wrap_errors(load, path, where)
+                size = self.loader.grd_size if name == "grd" else self.loader.sat_size
+                loaded[name] = _wrap_errors(load, path, where, dst=np.empty(size + (3,), np.float32))
             except DataError as e:
                 self.skips.add(str(path), str(e))
                 if self.sampler is not None and hasattr(self.sampler, "exclude"):
@@ -363,7 +387,7 @@ def scan_sat(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error
     """Every tile of the split in order, batch_size at a time: (b, H, W, 3) float32 arrays."""
     def chunks():
         for rows in _chunks(len(index.sat_paths), batch_size):
-            yield len(rows), [(0, r, loader.load_sat, index.sat_paths[j], _source(index, "sat", j))
+            yield len(rows), [(0, r, loader.load_sat_into, index.sat_paths[j], _source(index, "sat", j))
                               for r, j in enumerate(rows)]
     for (sat,) in _ordered_scan(chunks(), [loader.sat_size], workers, depth, on_bad_sample, "scan_sat"):
         yield sat
@@ -373,7 +397,7 @@ def scan_grd(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error
     """Every panorama of the split in order: (b, H, W, 3) float32 arrays."""
     def chunks():
         for rows in _chunks(len(index.grd_paths), batch_size):
-            yield len(rows), [(0, r, loader.load_grd, index.grd_paths[i], _source(index, "grd", i))
+            yield len(rows), [(0, r, loader.load_grd_into, index.grd_paths[i], _source(index, "grd", i))
                               for r, i in enumerate(rows)]
     for (grd,) in _ordered_scan(chunks(), [loader.grd_size], workers, depth, on_bad_sample, "scan_grd"):
         yield grd
@@ -391,8 +415,8 @@ def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_
             jobs = []
             for r, i in enumerate(rows):
                 j = sat_order[i]
-                jobs.append((0, r, loader.load_sat, index.sat_paths[j], _source(index, "sat", j)))
-                jobs.append((1, r, loader.load_grd, index.grd_paths[i], _source(index, "grd", i)))
+                jobs.append((0, r, loader.load_sat_into, index.sat_paths[j], _source(index, "sat", j)))
+                jobs.append((1, r, loader.load_grd_into, index.grd_paths[i], _source(index, "grd", i)))
             yield len(rows), jobs
     yield from _ordered_scan(chunks(), [loader.sat_size, loader.grd_size], workers, depth, on_bad_sample,
                              "scan_pairs")
