@@ -217,7 +217,8 @@ def markdown_report(results: dict) -> str:
              "## Localization (m)", "",
              "| protocol | mean | median | <1 m | <5 m | <10 m | <25 m | <50 m |",
              "|---|---|---|---|---|---|---|---|"]
-    rows = [("top-1 tile, " + results["localization"]["offsets"], results["localization"])]
+    predicted = results["localization"]["offsets"] == "predicted"
+    rows = [("top-1 tile, " + ("predicted offset" if predicted else "tile centre"), results["localization"])]
     if "fine_localization" in results:
         rows.append(("positive tile given, predicted offset", results["fine_localization"]))
     rows.append(("positive tile centre (reference)", results["positive_tile_centre"]))
