@@ -34,6 +34,18 @@ def first_upsampling_stride(x, sat32):
     return side // 4 // x_side
 
 
+def live_output_bias(initializer):
+    """The output bias drawn as in the original but made non-negative (docs/FAITHFULNESS.md, M28).
+
+    The heatmap is relu(logits) and, after ~20 ReLU layers from glorot init, the logits are
+    close to the output bias everywhere: a negative draw gives an all-zero heatmap whose
+    gradient is zero, so the decoder never trains (a coin flip per decoder in the original).
+    """
+    def draw(shape, dtype=tf.float32, partition_info=None):
+        return tf.abs(initializer(shape, dtype=dtype, partition_info=partition_info))
+    return draw
+
+
 class decoder:
     """decoder(width=2048).decode(x, trainable, name, sat512, sat256, sat128, sat64, sat32).
 
@@ -66,5 +78,5 @@ class decoder:
                     stride = first_upsampling_stride(x, sat32) if kind == "up0" else 2
                     net = layers.conv2d_transpose(net, out_channels, stride, layer_name, init(),
                                                   init(), trainable=trainable)
-            return layers.conv2d(net, 1, OUTPUT_LAYER, init(), init(), activation=None,
-                                 trainable=trainable)
+            return layers.conv2d(net, 1, OUTPUT_LAYER, init(), live_output_bias(init()),
+                                 activation=None, trainable=trainable)

@@ -6,6 +6,7 @@ pointing left), so that `delta_true - delta_pred` is the error it describes.
 """
 import numpy as np
 import tensorflow.compat.v1 as tf
+
 from tqdm import tqdm
 
 from model import networks
@@ -15,6 +16,8 @@ from utils import checkpoints as ckpt
 from utils.data import build_loader, load_splits
 from utils.prefetch import scan_grd, scan_pairs, scan_sat
 from utils.retrieval import search
+
+tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
 
 NETWORK_OF_STAGE = {"E_1a": "safa", "E_1b": "safa_offset", "E_2_1": "samp", "E_2_2": "samp", "E_3": "samp"}
 

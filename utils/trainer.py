@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+
 from tqdm import tqdm
 
 from model.inputs import Inputs
@@ -23,6 +24,8 @@ from utils.metrics import distance_score
 from utils.retrieval import validate_top_blocked
 from utils.sampler import MiningPool, TrainSampler
 from utils.prefetch import Prefetcher, scan_grd, scan_sat
+
+tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
 
 
 class LossMeter:
@@ -208,8 +211,6 @@ class Trainer:
             self.start = (state["next_epoch"], state["next_step"])
             self.log(f"resumed {self.stage.name} from {point}: epoch {self.start[0]}, step {self.start[1]}")
             return
-        if self.resume:
-            self.log(f"--resume: nothing saved yet in {self.run_dir}, starting from the beginning")
         self.start = (self.first_epoch, 0)
         if init_from:
             prev_epoch, prev_dir = previous_checkpoint(self.cfg, init_from)
