@@ -9,23 +9,7 @@ import compare
 import evaluate
 from utils.metrics import gps2distance, predicted_gps, true_offsets
 
-try:
-    from utils.dataset import SplitIndex
-except ImportError:  # the data side not there yet: the same fields
-    from dataclasses import dataclass
-
-    @dataclass
-    class SplitIndex:
-        sat_paths: np.ndarray
-        sat_gps: np.ndarray
-        sat_city: np.ndarray
-        grd_paths: np.ndarray
-        grd_gps: np.ndarray
-        grd_city: np.ndarray
-        labels: np.ndarray
-        deltas: np.ndarray
-        meters_per_pixel: np.ndarray
-        name: str
+from utils.dataset import SplitIndex
 
 
 RETRIEVED = np.array([0, 1, 2, 4, 3, 0])     # top-1 tile of each query
