@@ -7,10 +7,8 @@ import pytest
 
 import compare
 import evaluate
-from utils.metrics import gps2distance, predicted_gps, true_offsets
-
 from utils.dataset import SplitIndex
-
+from utils.metrics import gps2distance, predicted_gps, true_offsets
 
 RETRIEVED = np.array([0, 1, 2, 4, 3, 0])     # top-1 tile of each query
 POSITIVE_DELTA = np.array([[0, 0], [100, 0], [0, -200], [50, 50], [-80, 20], [300, 400]], float)
