@@ -22,6 +22,7 @@ DECODER_LAYERS = (
     ("deconv7", "up", 256, None), ("conv7_1", "conv", 512, None),
 )
 OUTPUT_LAYER = "conv7_2"
+MIN_CHANNELS = 4
 
 
 def first_upsampling_stride(x, sat32):
@@ -51,14 +52,16 @@ class decoder:
 
     sat512 ... sat32 are the satellite VGG maps conv1_2, conv2_2, conv3_3, conv4_3, conv5_3 (the
     names are their sides for a 512-pixel tile). `width` is the channel count of the first stage;
-    later stages use width/2 ... width/512, at least 1 channel. Returns (B, 2S, 2S, 1) logits.
+    later stages use width/2 ... width/512, at least 4 channels (as at the paper's width). Returns (B, 2S, 2S, 1) logits.
     """
 
     def __init__(self, width=2048):
         self.width = int(width)
 
     def channels(self, divisor):
-        return max(1, self.width // divisor)
+        # 4 is the narrowest layer at the paper's width (conv7_1); narrower layers at small
+        # widths would squeeze the heatmap through one dying ReLU channel
+        return max(MIN_CHANNELS, self.width // divisor)
 
     def decode(self, x, trainable, name, sat512, sat256, sat128, sat64, sat32,
                reuse=tf.AUTO_REUSE):

@@ -78,8 +78,8 @@ def test_decoder_channels_scale_with_width(tiny_graph):
     assert shapes["decoder/decode/deconv0/weights"] == [3, 3, 32, 64]  # (k, k, out, in)
     assert shapes["decoder/decode/conv1_1/weights"] == [3, 3, 16, 8]
     assert shapes["decoder/decode/conv2_1/weights"] == [3, 3, 4 + 64, 4]  # + conv5_3 skip
-    assert shapes["decoder/decode/conv6_1/weights"] == [3, 3, 1 + 8, 1]  # + conv1_2 skip
-    assert shapes["decoder/decode/conv7_2/weights"] == [3, 3, 1, 1]
+    assert shapes["decoder/decode/conv6_1/weights"] == [3, 3, 4 + 8, 4]  # + conv1_2 skip; 4 at least
+    assert shapes["decoder/decode/conv7_2/weights"] == [3, 3, 4, 1]
 
 
 def test_original_returns_thirteen(graph):
