@@ -181,3 +181,28 @@ def test_missing_previous_stage_is_a_clear_error(city, tmp_path):
     cfg = tiny_config(city, str(tmp_path))
     with pytest.raises(ckpt.CheckpointError, match="stage E_2_1 has no checkpoint.*run it first"):
         Trainer(cfg, train_second_E_2_2.E_2_2, show_progress=False).run()
+
+
+def test_evaluate_a_checkpoint_of_each_network(all_stages, tmp_path):
+    import evaluate
+    cfg, metrics = all_stages
+    sets = []
+    for key in ("data.root", "runs_dir", "data.sat_size", "data.grd_size", "model.vgg_width", "model.fc_dim",
+                "model.out_dim", "model.cholesky_hidden", "model.decoder_width"):
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        sets += ["--set", f"{key}={json.dumps(node) if isinstance(node, list) else node}"]
+    for stage, has_offsets in (("E_1a", False), ("E_1b", True), ("E_3", True)):
+        checkpoint = os.path.join(stage_dir(cfg, stage), str(metrics[stage][-1]["epoch"]))
+        out = tmp_path / stage
+        evaluate.main(["--checkpoint", checkpoint, "--config", "configs/demo.yaml", "--out", str(out)] + sets)
+        with open(out / "results.json") as f:
+            results = json.load(f)
+        # the same weights and images give the trainer's last validation numbers
+        assert results["retrieval"]["top1"] == pytest.approx(metrics[stage][-1]["top1"])
+        assert results["retrieval"]["hit_rate"] == pytest.approx(metrics[stage][-1]["hit_rate"])
+        assert ("fine_localization" in results) == has_offsets
+        assert (out / "accuracy_curve.png").stat().st_size > 0
+    assert results["calibration"]["count"] == results["num_queries"]  # SAMP gives Sigma
+    assert (tmp_path / "E_3" / "calibration.png").exists()

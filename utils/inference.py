@@ -4,6 +4,8 @@ Offsets are returned in the 640-pixel convention of VIGOR's labels (delta), what
 network's input size; Sigma likewise, in delta coordinates (row offset, column offset
 pointing left), so that `delta_true - delta_pred` is the error it describes.
 """
+import os
+
 import numpy as np
 import tensorflow.compat.v1 as tf
 
@@ -107,6 +109,9 @@ def compute_outputs(cfg, checkpoint, split="test", network=None, stage=None, kee
     tile), offsets_positive (in the true tile: fine localization) and, for SAMP, sigma (of the
     positive-tile predictions) and a few heatmaps.
     """
+    if stage is None:  # runs/<experiment>/<stage>/<epoch>
+        parent = os.path.basename(os.path.dirname(os.path.normpath(checkpoint)))
+        stage = parent if parent in NETWORK_OF_STAGE else None
     network = network or NETWORK_OF_STAGE.get(stage, "samp")
     train, test = load_splits(cfg)
     index = test if split == "test" else train
