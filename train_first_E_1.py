@@ -48,4 +48,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils.cli import run
+    sys.exit(run(main))

@@ -37,4 +37,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from utils.cli import run
+    sys.exit(run(main))

@@ -19,6 +19,7 @@ from utils.data import build_loader, load_splits
 from utils.prefetch import scan_grd, scan_pairs, scan_sat
 from utils.retrieval import search
 
+tf.get_logger().setLevel("ERROR")
 tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
 
 NETWORK_OF_STAGE = {"E_1a": "safa", "E_1b": "safa_offset", "E_2_1": "samp", "E_2_2": "samp", "E_3": "samp"}

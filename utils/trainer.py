@@ -25,6 +25,7 @@ from utils.retrieval import validate_top_blocked
 from utils.sampler import MiningPool, TrainSampler
 from utils.prefetch import Prefetcher, scan_grd, scan_sat
 
+tf.get_logger().setLevel("ERROR")
 tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
 
 

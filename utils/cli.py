@@ -1,0 +1,24 @@
+"""Command-line entry points: the project's own errors end with their message, not a traceback."""
+import sys
+
+from utils.checkpoints import CheckpointError
+from utils.config import ConfigError
+from utils.dataset import DataError
+
+EXPECTED = (ConfigError, DataError, CheckpointError, FileNotFoundError)
+
+
+def run(main, argv=None):
+    """Call main(argv); print expected errors (bad config, data, checkpoint, interrupt) cleanly."""
+    from utils.trainer import TrainingStopped
+    try:
+        return main(argv) or 0
+    except TrainingStopped as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 130 if "interrupted" in str(stop) else 1
+    except EXPECTED as error:
+        print(f"\nerror: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; what was saved is kept (continue a stage with --resume)", file=sys.stderr)
+        return 130
