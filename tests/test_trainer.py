@@ -206,3 +206,18 @@ def test_evaluate_a_checkpoint_of_each_network(all_stages, tmp_path):
         assert (out / "accuracy_curve.png").stat().st_size > 0
     assert results["calibration"]["count"] == results["num_queries"]  # SAMP gives Sigma
     assert (tmp_path / "E_3" / "calibration.png").exists()
+
+
+def test_a_seed_makes_runs_repeatable(city, tmp_path):
+    def run(seed, name):
+        cfg = tiny_config(city, str(tmp_path / name), seed=seed, **{"stages.E_1a.epochs": 1})
+        records = run_quiet(train_first_E_1.E_1a, cfg)
+        return records, checkpoint_values(os.path.join(stage_dir(cfg, "E_1a"), "1"))
+
+    first, weights_first = run(5, "a")
+    again, weights_again = run(5, "b")
+    other, weights_other = run(6, "c")
+    assert first == again
+    assert all(np.array_equal(weights_first[k], weights_again[k]) for k in weights_first)
+    assert first[0]["loss"] != other[0]["loss"]
+    assert not np.array_equal(weights_first["vgg_grd/conv2d/kernel"], weights_other["vgg_grd/conv2d/kernel"])
