@@ -13,11 +13,13 @@ spent waiting for data. Not part of the tests.
 import argparse
 import os
 import shutil
+import sys
 import time
 
 import cv2
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.dataset import load_index_from_root
 from utils.prefetch import ImageLoader, Prefetcher
 from utils.sampler import TrainSampler
