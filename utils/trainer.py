@@ -218,10 +218,22 @@ class Trainer:
             count = ckpt.restore_by_name(self.sess, self.restored_variables, prev_dir, saver=self.restore_saver)
             self.log(f"{self.stage.name}: restored {count} variables from {prev_dir}")
             if self.stage.inherit_mining and self.mining is not None:
-                _, arrays = ckpt.load_point(prev_dir)
-                self.mining.load_state_dict({k.split("/", 1)[1]: v for k, v in arrays.items()
-                                             if k.startswith("mining/")})
-                self.mining.refresh(self.rng)
+                self._inherit_mining(prev_dir)
+
+    def _inherit_mining(self, prev_dir):
+        """The previous stage's mining pool: ours (sampler.npz) or the original's three .npy files."""
+        ours = os.path.join(prev_dir, "sampler.npz")
+        original = os.path.dirname(os.path.normpath(prev_dir))  # the original saves them beside <epoch>/
+        if os.path.exists(ours):
+            _, arrays = ckpt.load_point(prev_dir)
+            self.mining.load_state_dict({k.split("/", 1)[1]: v for k, v in arrays.items()
+                                         if k.startswith("mining/")})
+        elif os.path.exists(os.path.join(original, "mining_save.npy")):
+            self.mining.load_original_files(original, ready=True)
+        else:
+            self.log(f"{self.stage.name}: no mining pool next to {prev_dir}; mining starts empty")
+            return
+        self.mining.refresh(self.rng)
 
     # ------------------------------------------------------------------ loop
     def log(self, text):
