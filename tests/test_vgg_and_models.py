@@ -251,7 +251,7 @@ def test_clean_siamese_is_gap_fc_l2(graph):
         expected = local.astype(np.float64).mean(axis=(1, 2)) @ w + b
         np.testing.assert_allclose(fc_out, expected, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(normed, expected / np.linalg.norm(expected, axis=1,
-                                                                     keepdims=True), rtol=1e-4)
+                                                                     keepdims=True), rtol=1e-4, atol=1e-6)
 
 
 def test_clean_siamese_delta_variants(graph):
