@@ -4,7 +4,6 @@ original SAMP and VIGOR graphs (shared/legacy). Graph construction only: nothing
 import os
 
 import numpy as np
-import pytest
 import tensorflow.compat.v1 as tf
 
 from model import losses, models, models_two_dec
