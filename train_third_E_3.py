@@ -9,7 +9,6 @@ towards its IOU ratio. Learning rate 1e-6 decayed by 0.9 per epoch, no mining.
 """
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -19,6 +18,8 @@ from model import networks
 from model.losses import compute_loss_continuous_IOU_weighted, get_weights, semi_positive_weight
 from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
+from utils.prefetch import Prefetcher
+from utils.sampler import PairScanner
 from utils.trainer import Stage, run_stage
 
 
@@ -35,20 +36,18 @@ def weighted_iou_losses(net, inputs, cfg):
 
 def semi_positive_uncertainties(trainer):
     """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3."""
-    index, loader, inputs = trainer.train_index, trainer.loader, trainer.inputs
-    batch = int(trainer.cfg.stages.E_3.uncertainty_batch)
-    count = len(index.grd_paths)
-    uncertainty = np.zeros((count, 3), np.float32)
-    with ThreadPoolExecutor(int(trainer.cfg.data.workers)) as pool:
-        for column in (1, 2, 3):
-            for start in tqdm(range(0, count, batch), desc=f"E_3 uncertainty of semi-positive {column}/3",
-                              leave=False, disable=not trainer.show_progress):
-                rows = np.arange(start, min(start + batch, count))
-                sat = list(pool.map(loader.load_sat, index.sat_paths[index.labels[rows, 0]]))
-                semi = list(pool.map(loader.load_sat, index.sat_paths[index.labels[rows, column]]))
-                grd = list(pool.map(loader.load_grd, index.grd_paths[rows]))
-                feed = {inputs.sat: np.stack(sat), inputs.sat_semi: np.stack(semi), inputs.grd: np.stack(grd)}
-                uncertainty[rows, column - 1] = trainer.sess.run(inputs.extra["uncertainty_semi"], feed)
+    index, inputs = trainer.train_index, trainer.inputs
+    uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
+    for column in (1, 2, 3):
+        pairs = PairScanner(index, int(trainer.cfg.stages.E_3.uncertainty_batch), column)
+        images = Prefetcher(trainer.loader, index, pairs, workers=int(trainer.cfg.data.workers))
+        try:
+            for item in tqdm(images, total=len(pairs), desc=f"E_3 uncertainty of semi-positive {column}/3",
+                             leave=False, disable=not trainer.show_progress):
+                feed = {inputs.sat: item["sat"], inputs.sat_semi: item["sat_semi"], inputs.grd: item["grd"]}
+                uncertainty[item["batch"].grd, column - 1] = trainer.sess.run(inputs.extra["uncertainty_semi"], feed)
+        finally:
+            images.close()
     return uncertainty
 
 
