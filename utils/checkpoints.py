@@ -98,6 +98,10 @@ def resume_point(run_dir):
     return best
 
 
+def discard_interrupted(run_dir):
+    shutil.rmtree(os.path.join(run_dir, INTERRUPTED), ignore_errors=True)
+
+
 def prune_epochs(run_dir, keep):
     if not keep:
         return

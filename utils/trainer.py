@@ -375,10 +375,7 @@ class Trainer:
         self.writer.add_summary(summary, record["global_step"])
         self.writer.flush()
         self._save(str(epoch), epoch + 1, 0, self.last_sampler_state, {})
-        interrupted_dir = os.path.join(self.run_dir, ckpt.INTERRUPTED)
-        if os.path.isdir(interrupted_dir):
-            import shutil
-            shutil.rmtree(interrupted_dir, ignore_errors=True)
+        ckpt.discard_interrupted(self.run_dir)  # this epoch's save is newer
         ckpt.prune_epochs(self.run_dir, int(self.cfg.checkpoints.keep))
         losses = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k in self.losses)
         retrieval = ""
