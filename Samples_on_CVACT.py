@@ -15,8 +15,8 @@ import argparse
 import sys
 import time
 
-from utils.cvact import CANBERRA_UTM_ZONE, DEFAULT_AERIAL_MPP, TILE, resample_cvact
-from utils.dataset import DataError
+from utils.data.cvact import CANBERRA_UTM_ZONE, DEFAULT_AERIAL_MPP, TILE, resample_cvact
+from utils.data.dataset import DataError
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from utils import plots
+from utils.evaluation import plots
 
 CURVES = ("localization", "fine_localization")
 

@@ -18,10 +18,10 @@ import train_first_E_1
 import train_second_E_2_1
 import train_second_E_2_2
 import train_third_E_3
-from utils import checkpoints as ckpt
+from utils.training import checkpoints as ckpt
 from utils.config import load_config, stage_argument_parser
-from utils.data import load_splits
-from utils.trainer import run_stage, stage_dir
+from utils.data.splits import load_splits
+from utils.training.trainer import run_stage, stage_dir
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
@@ -29,7 +29,7 @@ STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
 
 def evaluate_stage(cfg, stage_name, out_root):
     from evaluate import evaluate_outputs
-    from utils.inference import compute_outputs
+    from utils.evaluation.inference import compute_outputs
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
     outputs = compute_outputs(cfg, path, stage=stage_name, progress=False)
     _, test = load_splits(cfg)

@@ -5,7 +5,7 @@
     python evaluate.py --descriptors DIR --dataset-config configs/vigor_same_area.yaml \
         [--offsets FILE] [--resolution original|corrected] --out DIR
 
-    # a checkpoint of this project (descriptors and offsets computed by utils/inference.py)
+    # a checkpoint of this project (descriptors and offsets computed by utils/evaluation/inference.py)
     python evaluate.py --checkpoint runs/vigor_same_area/E_3/150 --config configs/vigor_same_area.yaml --out DIR
 
 Writes results.json, results.md, per_query.npz and PNG figures to --out.
@@ -21,8 +21,9 @@ from typing import Optional
 
 import numpy as np
 
-from utils import metrics, plots
-from utils.retrieval import DEFAULT_MEMORY_BUDGET, search
+from utils import metrics
+from utils.evaluation import plots
+from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, search
 
 SAT_FILE = "sat_global_descriptor.npy"
 GRD_FILE = "grd_global_descriptor.npy"
@@ -35,7 +36,7 @@ def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=N
                      heatmaps=None, out_dir=None, name="", memory_budget=DEFAULT_MEMORY_BUDGET) -> dict:
     """Retrieval, metre-level localization, fine localization and calibration of one model.
 
-    index: a SplitIndex (utils/dataset.py). sat_desc (S, D) / grd_desc (N, D): unit descriptors
+    index: a SplitIndex (utils/data/dataset.py). sat_desc (S, D) / grd_desc (N, D): unit descriptors
     in the index's order. offsets (N, 2): predicted delta inside each query's top-1 tile (None:
     the tile centre, for models without regression). offsets_positive (N, 2): predicted delta
     inside the positive tile (fine localization). sigma (N, 2, 2): covariance of the
@@ -267,9 +268,9 @@ def load_descriptor_dir(directory, offsets_file=None):
 def load_index(config_path, resolution=None, overrides=(), split="test"):
     from utils.config import load_config
     try:
-        from utils.data import load_splits
+        from utils.data.splits import load_splits
     except ImportError as error:
-        raise ImportError(f"cannot load the dataset index ({error}); utils/dataset.py is needed") from error
+        raise ImportError(f"cannot load the dataset index ({error}); utils/data/dataset.py is needed") from error
     overrides = list(overrides) + ([f"data.resolution={resolution}"] if resolution else [])
     cfg = load_config(config_path, overrides)
     train, test = load_splits(cfg)
@@ -278,9 +279,9 @@ def load_index(config_path, resolution=None, overrides=(), split="test"):
 
 def outputs_from_checkpoint(cfg, checkpoint, split, stage=None):
     try:
-        from utils.inference import compute_outputs
+        from utils.evaluation.inference import compute_outputs
     except ImportError as error:
-        raise SystemExit(f"--checkpoint needs utils/inference.py (compute_outputs): {error}")
+        raise SystemExit(f"--checkpoint needs utils/evaluation/inference.py (compute_outputs): {error}")
     return compute_outputs(cfg, checkpoint, split=split, stage=stage)
 
 

@@ -13,7 +13,7 @@ from model import networks
 from model.losses import E_loss_2_2, compute_loss
 from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
-from utils.trainer import Stage, run_stage
+from utils.training.trainer import Stage, run_stage
 
 
 def gaussian_losses(net, inputs, cfg):

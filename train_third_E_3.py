@@ -18,9 +18,9 @@ from model import networks
 from model.losses import compute_loss_continuous_IOU_weighted, get_weights, semi_positive_weight
 from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
-from utils.prefetch import Prefetcher
-from utils.sampler import PairScanner
-from utils.trainer import Stage, run_stage
+from utils.data.prefetch import Prefetcher
+from utils.data.sampler import PairScanner
+from utils.training.trainer import Stage, run_stage
 
 
 def weighted_iou_losses(net, inputs, cfg):

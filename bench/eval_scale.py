@@ -17,7 +17,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.retrieval import DEFAULT_MEMORY_BUDGET, rows_per_block, search  # noqa: E402
+from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, rows_per_block, search  # noqa: E402
 
 FULL_QUERIES, FULL_REFERENCES, DIM = 52605, 90618, 4096
 GB = 1024 ** 3

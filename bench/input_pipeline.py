@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.dataset import load_index_from_root
-from utils.prefetch import ImageLoader, Prefetcher
-from utils.sampler import TrainSampler
-from utils.synthetic_vigor import ensure_synthetic
+from utils.data.dataset import load_index_from_root
+from utils.data.prefetch import ImageLoader, Prefetcher
+from utils.data.sampler import TrainSampler
+from utils.data.synthetic_vigor import ensure_synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils import checkpoints as ckpt
+from utils.training import checkpoints as ckpt
 
 
 def _graph_with(values):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import Samples_on_CVACT
-from utils import geo
-from utils.cvact import (AERIAL_SIDE, crop_offset_640, locate_cvact, make_tiny_cvact, read_act_mat, sample_crops,
+from utils.data import geo
+from utils.data.cvact import (AERIAL_SIDE, crop_offset_640, locate_cvact, make_tiny_cvact, read_act_mat, sample_crops,
                          utm_to_gps)
-from utils.dataset import load_index_from_root, load_vigor
-from utils.prefetch import ImageLoader, Prefetcher
-from utils.sampler import TrainSampler
+from utils.data.dataset import load_index_from_root, load_vigor
+from utils.data.prefetch import ImageLoader, Prefetcher
+from utils.data.sampler import TrainSampler
 
 CENTER_LINE = re.compile(r"^(?P<base>.+)_sampled_(?P<k>[0-3])\.jpg: \((?P<x>\d+\.0), (?P<y>\d+\.0)\)$")
 

@@ -7,7 +7,7 @@ import pytest
 
 import compare
 import evaluate
-from utils.dataset import SplitIndex
+from utils.data.dataset import SplitIndex
 from utils.metrics import gps2distance, predicted_gps, true_offsets
 
 RETRIEVED = np.array([0, 1, 2, 4, 3, 0])     # top-1 tile of each query

@@ -1,4 +1,4 @@
-"""utils.prefetch: the threaded pipeline gives exactly the one-by-one arrays, in order; errors name files."""
+"""utils.data.prefetch: the threaded pipeline gives exactly the one-by-one arrays, in order; errors name files."""
 import os
 import shutil
 import threading
@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import synthetic_vigor as sv
-from utils.dataset import DataError, load_vigor
-from utils.prefetch import ImageLoader, Prefetcher, scan_grd, scan_pairs, scan_sat
-from utils.sampler import TrainSampler, make_batch
+from utils.data import synthetic_vigor as sv
+from utils.data.dataset import DataError, load_vigor
+from utils.data.prefetch import ImageLoader, Prefetcher, scan_grd, scan_pairs, scan_sat
+from utils.data.sampler import TrainSampler, make_batch
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 SAT, GRD = (32, 32), (32, 64)

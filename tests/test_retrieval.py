@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from utils.retrieval import (_distance, _strict_threshold, rows_per_block, search,
+from utils.evaluation.retrieval import (_distance, _strict_threshold, rows_per_block, search,
                              top_accuracies, validate_top_blocked)
 
 

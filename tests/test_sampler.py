@@ -1,10 +1,10 @@
-"""utils.sampler: the original's batch rules, mining halves, exact resume, scanners."""
+"""utils.data.sampler: the original's batch rules, mining halves, exact resume, scanners."""
 import numpy as np
 import pytest
 
-from utils import synthetic_vigor as sv
-from utils.dataset import DataError, load_vigor
-from utils.sampler import MiningPool, PairScanner, TrainSampler
+from utils.data import synthetic_vigor as sv
+from utils.data.dataset import DataError, load_vigor
+from utils.data.sampler import MiningPool, PairScanner, TrainSampler
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 

@@ -1,4 +1,4 @@
-"""Every stage's network and losses, built as utils/trainer.py builds them, at a tiny size.
+"""Every stage's network and losses, built as utils/training/trainer.py builds them, at a tiny size.
 
 One fixed, learnable batch (each positive tile shares a random colour pattern with its
 panorama; the semi-positive shows part of it) and a few Adam steps per stage:

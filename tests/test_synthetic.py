@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import geo
-from utils import synthetic_vigor as sv
-from utils.dataset import (PANO_LABELS, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST, load_vigor, parse_pano_name,
+from utils.data import geo
+from utils.data import synthetic_vigor as sv
+from utils.data.dataset import (PANO_LABELS, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST, load_vigor, parse_pano_name,
                            parse_sat_name)
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)

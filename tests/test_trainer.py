@@ -10,14 +10,14 @@ import train_first_E_1
 import train_second_E_2_1
 import train_second_E_2_2
 import train_third_E_3
-from utils import checkpoints as ckpt
+from utils.training import checkpoints as ckpt
 from utils.config import load_config
-from utils.trainer import Stage, Trainer, TrainingStopped, run_stage, stage_dir
+from utils.training.trainer import Stage, Trainer, TrainingStopped, run_stage, stage_dir
 
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    from utils.synthetic_vigor import generate
+    from utils.data.synthetic_vigor import generate
     root = tmp_path_factory.mktemp("city")
     return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
                     panos_per_tile=1.5)
@@ -129,7 +129,7 @@ def test_restore_rules_of_each_stage(city, tmp_path):
 def test_E_3_measures_the_semi_positive_uncertainties(all_stages, city):
     cfg, metrics = all_stages
     uncertainty = np.load(os.path.join(stage_dir(cfg, "E_3"), "semi_uncertainty.npy"))
-    from utils.data import load_splits
+    from utils.data.splits import load_splits
     train, _ = load_splits(cfg)
     assert uncertainty.shape == (len(train.grd_paths), 3)
     assert np.all(np.isfinite(uncertainty)) and np.all(uncertainty > 0)

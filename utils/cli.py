@@ -1,16 +1,16 @@
 """Command-line entry points: the project's own errors end with their message, not a traceback."""
 import sys
 
-from utils.checkpoints import CheckpointError
+from utils.training.checkpoints import CheckpointError
 from utils.config import ConfigError
-from utils.dataset import DataError
+from utils.data.dataset import DataError
 
 EXPECTED = (ConfigError, DataError, CheckpointError, FileNotFoundError)
 
 
 def run(main, argv=None):
     """Call main(argv); print expected errors (bad config, data, checkpoint, interrupt) cleanly."""
-    from utils.trainer import TrainingStopped
+    from utils.training.trainer import TrainingStopped
     try:
         return main(argv) or 0
     except TrainingStopped as stop:

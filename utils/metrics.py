@@ -15,8 +15,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
-from utils.geo import Lat_Lng, delta_to_gps, gps2distance, gps_to_delta  # noqa: F401 (re-export)
-from utils.retrieval import recall_at, top_accuracies, validate_top_blocked
+from utils.data.geo import Lat_Lng, delta_to_gps, gps2distance, gps_to_delta  # noqa: F401 (re-export)
+from utils.evaluation.retrieval import recall_at, top_accuracies, validate_top_blocked
 
 ORIGINAL_METERS_PER_PIXEL = 0.114
 WITHIN_METERS = (1, 5, 10, 25, 50)
@@ -33,7 +33,7 @@ def validate_top(grd_descriptor, sat_descriptor, test_label):
     A query counts for top-k when fewer than k references are strictly closer (distance
     2 - 2 * similarity) than its positive; top1% uses k = int(S * 0.01) + 1; a hit is a query
     with no reference other than its semi-positives strictly closer than the positive.
-    Computed block by block (utils/retrieval.py), never holding the N x S matrix.
+    Computed block by block (utils/evaluation/retrieval.py), never holding the N x S matrix.
     """
     return validate_top_blocked(grd_descriptor, sat_descriptor, test_label)
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from utils.dataset import DATASET_HELP, DataError
+from utils.data.dataset import DATASET_HELP, DataError
 from utils.polar import polar_transform
 
 BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)
@@ -266,7 +266,7 @@ class Prefetcher:
     def _new_row(self, batch, row):
         if self.sampler is not None and hasattr(self.sampler, "replace_sample"):
             return self.sampler.replace_sample(batch, row)
-        from utils.sampler import make_batch
+        from utils.data.sampler import make_batch
         labels = self.index.labels
         used = set()
         for b, i in enumerate(batch.grd):

@@ -1,14 +1,14 @@
 """From a config to the data the trainer and the evaluation use: split indexes and an image loader."""
 from utils.config import resolve_path
-from utils.dataset import load_vigor
-from utils.prefetch import ImageLoader
+from utils.data.dataset import load_vigor
+from utils.data.prefetch import ImageLoader
 
 
 def ensure_dataset(cfg):
     """The dataset root; the synthetic city is generated there on first use."""
     root = resolve_path(cfg.data.root)
     if cfg.data.dataset == "synthetic":
-        from utils.synthetic_vigor import ensure_synthetic
+        from utils.data.synthetic_vigor import ensure_synthetic
         s = cfg.data.synthetic
         ensure_synthetic(root, seed=int(s.seed), cities=int(s.cities), tiles_per_side=int(s.tiles_per_side),
                          panos_per_tile=float(s.panos_per_tile), pano_size=tuple(s.pano_size),

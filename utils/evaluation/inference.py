@@ -14,10 +14,10 @@ from tqdm import tqdm
 from model import networks
 from model.inputs import Inputs
 from model.uncertainty import get_sigma, get_spatial_mean
-from utils import checkpoints as ckpt
-from utils.data import build_loader, load_splits
-from utils.prefetch import scan_grd, scan_pairs, scan_sat
-from utils.retrieval import search
+from utils.training import checkpoints as ckpt
+from utils.data.splits import build_loader, load_splits
+from utils.data.prefetch import scan_grd, scan_pairs, scan_sat
+from utils.evaluation.retrieval import search
 
 tf.get_logger().setLevel("ERROR")
 tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver

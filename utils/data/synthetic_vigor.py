@@ -1,6 +1,6 @@
 """A procedural stand-in for VIGOR: aerial tiles and matching ground panoramas in VIGOR's formats.
 
-    python -m utils.synthetic_vigor --out data/synthetic --seed 0 [--cities 4] [--tiles-per-side 6]
+    python -m utils.data.synthetic_vigor --out data/synthetic --seed 0 [--cities 4] [--tiles-per-side 6]
         [--pano-size 256x128] [--panos-per-tile 1.5] [--meters-per-pixel 0.114]
 
 Each city is a height-field map (roads on a jittered, rotated grid with sidewalks and lane
@@ -18,7 +18,7 @@ views really correspond:
 
 Labels: the positive of a panorama is the tile whose central quarter (|delta| < 160 px) holds
 it, the three semi-positives are the other tiles that contain it (in random order); offsets
-are computed from the GPS in the file names with VIGOR's formula (utils.geo.gps_to_delta).
+are computed from the GPS in the file names with VIGOR's formula (utils.data.geo.gps_to_delta).
 Same-area train/test take a random half of each city's panoramas. Deterministic for a seed.
 """
 import argparse
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.dataset import (PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST,
+from utils.data.dataset import (PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST,
                            pano_file_name, parse_pano_name, parse_sat_name, sat_file_name)
-from utils.geo import enu_to_gps, gps_to_delta
+from utils.data.geo import enu_to_gps, gps_to_delta
 
 GENERATOR_VERSION = 1
 MANIFEST = "synthetic_manifest.json"
@@ -683,7 +683,7 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
             print(f"[synthetic] {name}: {counts[name]}", flush=True)
     with open(os.path.join(work, RESOLUTION_FILE), "w") as f:
         json.dump({name: float(meters_per_pixel) for name in names}, f, indent=1)
-    manifest = {"generator": "utils.synthetic_vigor", "parameters": params, "cities": names,
+    manifest = {"generator": "utils.data.synthetic_vigor", "parameters": params, "cities": names,
                 "counts": counts, "seconds": round(time.time() - start, 2),
                 "panorama_convention": "north at the centre column, azimuth increasing to the right"}
     with open(os.path.join(work, MANIFEST), "w") as f:

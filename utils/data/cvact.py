@@ -10,7 +10,7 @@ camera inside the crop's central quarter (a positive), three with it outside (se
 and writes each crop's camera position to centers.txt. `resample_cvact` does the same with the
 same random scheme and also writes a VIGOR-format tree (tiles resized to 640, named by the crop
 centre's GPS; panoramas named by the camera's GPS; splits/<city>/ label files with offsets in the
-640-pixel convention; train/test from the .mat) that utils.dataset.load_index_from_root reads.
+640-pixel convention; train/test from the .mat) that utils.data.dataset.load_index_from_root reads.
 """
 import json
 import os
@@ -19,9 +19,9 @@ import shutil
 import cv2
 import numpy as np
 
-from utils.dataset import (DATASET_HELP, PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN,
+from utils.data.dataset import (DATASET_HELP, PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN,
                            SAT_LIST, DataError, pano_file_name, sat_file_name)
-from utils.geo import latlon_to_utm, tile_centre_for_offset, utm_to_latlon
+from utils.data.geo import latlon_to_utm, tile_centre_for_offset, utm_to_latlon
 
 AERIAL_SIDE = 1200
 DEFAULT_AERIAL_MPP = 0.12        # metres per pixel of the 1200-px aerial images (assumed; see DATASET.md)
@@ -251,7 +251,7 @@ def make_tiny_cvact(directory, n=8, seed=0, pano_size=(128, 64), val_fraction=0.
     (1200 x 1200, north-up, centred on the camera) and streetview/*.jpg, drawn from one synthetic
     city so that the views correspond. Returns the list of panorama ids."""
     from scipy.io import savemat
-    from utils import synthetic_vigor as sv
+    from utils.data import synthetic_vigor as sv
 
     rng = np.random.default_rng([seed, 99])
     margin = AERIAL_SIDE // 2 + 8

@@ -17,13 +17,13 @@ import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
 from model.inputs import Inputs
-from utils import checkpoints as ckpt
+from utils.training import checkpoints as ckpt
 from utils.config import resolve_path
-from utils.data import build_loader, load_splits
+from utils.data.splits import build_loader, load_splits
 from utils.metrics import distance_score
-from utils.retrieval import validate_top_blocked
-from utils.sampler import MiningPool, TrainSampler
-from utils.prefetch import Prefetcher, scan_grd, scan_sat
+from utils.evaluation.retrieval import validate_top_blocked
+from utils.data.sampler import MiningPool, TrainSampler
+from utils.data.prefetch import Prefetcher, scan_grd, scan_sat
 
 tf.get_logger().setLevel("ERROR")
 tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.geo import CORRECTED_MPP, ORIGINAL_MPP
+from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP
 
 CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")
 SAME_AREA_CITIES = ("Chicago", "NewYork", "Seattle", "SanFrancisco")  # SAMP's order (it fixes indices)

@@ -1,0 +1,1 @@
+"""Evaluation: running a checkpoint, retrieval, metrics, reports and figures."""

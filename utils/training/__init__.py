@@ -1,0 +1,1 @@
+"""Training: the one loop shared by every stage, and its checkpoints."""
