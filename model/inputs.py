@@ -17,5 +17,8 @@ class Inputs:
         self.extra = {}
 
     def placeholder(self, name, shape, dtype=tf.float32):
-        self.extra[name] = tf.placeholder(dtype, shape, name=name)
+        """A named placeholder; asking again for a name returns the same one (each replica of a
+        tf.distribute strategy builds the losses, all fed from one placeholder)."""
+        if name not in self.extra:
+            self.extra[name] = tf.placeholder(dtype, shape, name=name)
         return self.extra[name]

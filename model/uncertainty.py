@@ -14,6 +14,7 @@ from model import layers
 
 EPSILON = 1e-5  # SAMP's Constants.EPSILON: keeps the spatial mean finite on all-zero heatmaps
 _BLOCK_NAME = re.compile(r"cholesky_block(_\d+)?$")
+_REPLICA_SCOPE = re.compile(r"replica_\d+/")
 
 
 def cholesky_head_names(index):
@@ -26,9 +27,16 @@ def cholesky_head_names(index):
 
 
 def _heads_in_graph():
-    """How many Cholesky heads the default graph holds already."""
-    return len({part for v in tf.global_variables() for part in v.op.name.split("/")
-                if _BLOCK_NAME.match(part)})
+    """How many Cholesky heads the default graph holds already.
+
+    Under a tf.distribute strategy each replica numbers its heads as a graph of its own would
+    (its variables are the first replica's): replica r > 0 builds its ops under `replica_r/`
+    and counts only those."""
+    graph = tf.get_default_graph()
+    replica = _REPLICA_SCOPE.match(graph.get_name_scope())
+    prefix = replica.group(0) if replica else ""
+    return len({part for op in graph.get_operations() if op.name.startswith(prefix)
+                for part in op.name.split("/") if _BLOCK_NAME.match(part)})
 
 
 def elu_plus(x):
