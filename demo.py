@@ -22,7 +22,8 @@ from utils.training import checkpoints as ckpt
 from utils.config import load_config, stage_argument_parser
 from utils.evaluation.report import evaluate_outputs
 from utils.data.splits import load_splits
-from utils.training.trainer import run_stage, stage_dir
+from utils.training.stage import stage_dir
+from utils.training.trainer import run_stage
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]

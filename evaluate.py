@@ -68,8 +68,10 @@ def main(argv=None):
     parser.add_argument("--offsets", help="offsets (N, 2) in the top-1 tiles; default: DIR/delta*.npy if present")
     parser.add_argument("--offsets-positive", help="offsets (N, 2) in the positive tiles (fine localization)")
     parser.add_argument("--sigma", help="covariances (N, 2, 2) over delta coordinates")
-    parser.add_argument("--resolution", choices=("original", "corrected"),
-                        help="tile resolution: VIGOR's 0.114 m/px or SliceMatch's per city (default: the config's)")
+    parser.add_argument("--resolution", choices=("original", "corrected", "dataset", "auto"),
+                        help="tile resolution: VIGOR's 0.114 m/px, SliceMatch's per city, the dataset's "
+                             "meters_per_pixel.json, or auto (that file if present, else original); "
+                             "default: the config's")
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--stage", help="stage of the checkpoint (E_1a, E_1b, E_2_1, E_2_2, E_3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
