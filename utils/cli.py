@@ -15,7 +15,7 @@ def run(main, argv=None):
         return main(argv) or 0
     except TrainingStopped as stop:
         print(f"\n{stop}", file=sys.stderr)
-        return 130 if "interrupted" in str(stop) else 1
+        return 130 if stop.reason == "interrupted" else 1
     except EXPECTED as error:
         print(f"\nerror: {error}", file=sys.stderr)
         return 2

@@ -117,7 +117,7 @@ def compute_outputs(cfg, checkpoint, split="test", network=None, stage=None, kee
     train, test = load_splits(cfg)
     index = test if split == "test" else train
     loader = build_loader(cfg)
-    batch = int(cfg.validation.scan_batch)
+    batch = cfg.validation.scan_batch
     predictor = Predictor(cfg, ckpt.checkpoint_prefix(checkpoint), network)
     try:
         sat_desc = np.concatenate([predictor.sat_descriptors(x) for x in tqdm(
