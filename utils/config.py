@@ -44,6 +44,7 @@ TYPES = {
     "data.train_cities": OneOf(list, type(None)),
     "data.test_cities": OneOf(list, type(None)),
     "model.vgg16_npy": OneOf(str, type(None)),
+    "distribute.strategy": OneOf(choices=("none", "mirrored", "multi_worker")),
     "stages.*.decay_steps": OneOf(int, type(None), choices=("epoch",)),
     "stages.*.steps_per_epoch": OneOf(int, type(None)),
     "stages.*.mining_start": OneOf(int, type(None)),

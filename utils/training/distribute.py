@@ -9,17 +9,18 @@ The `distribute:` config section picks the strategy:
 What stays identical to one device:
   * the global batch is the stage's batch, split in equal consecutive slices over the replicas
     (replica r takes rows r*n .. (r+1)*n - 1), so the sampler does not know about replicas;
+    every worker feeds the whole global batch and its replicas take their slices;
   * every network output is gathered over the replicas before the stage's losses see it, so a
     loss that looks across the batch (in-batch negatives, IOU ratios, E_3's W_z) sees the whole
     global batch, and every replica computes the same, global, loss;
   * the gather's gradient flows to each replica's own slice only (see `gather`), so the sum of
     the replicas' gradients, which the compat.v1 optimizer applies under a strategy, is the
     single-device gradient of the global loss: no 1/replicas scaling;
-  * variables keep their names (a MirroredVariable saves under its primary's name), so a
+  * variables keep their names (a MirroredVariable saves under its first copy's name), so a
     checkpoint moves between a distributed run, a single-device run and the original code.
 """
 import contextlib
-import json
+import copy
 import os
 
 import numpy as np
@@ -28,24 +29,15 @@ import tensorflow.compat.v1 as tf
 
 from utils.config import ConfigError
 
+tf.disable_v2_behavior()  # graph mode before any strategy exists: MirroredStrategy picks its reductions by it
+
 STRATEGIES = ("none", "mirrored", "multi_worker")
-# What a collective op raises on the surviving workers when a peer has gone away.
+# What the surviving workers' collective ops raise when a peer has gone away.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
                tf.errors.CancelledError, tf.errors.InternalError)
+PER_SAMPLE_INPUTS = ("sat", "grd", "sat_semi", "delta", "delta_semi", "ratio")
 
-_process = {}  # one strategy and one gRPC server per process (a server binds its port for life)
-
-
-def settings(cfg):
-    """(strategy name, replicas) of a config, checked."""
-    section = cfg.get("distribute") or {}
-    name = str(section.get("strategy") or "none")
-    if name not in STRATEGIES:
-        raise ConfigError(f"distribute.strategy is '{name}': use one of {', '.join(STRATEGIES)}")
-    replicas = int(section.get("replicas") or 1)
-    if replicas < 1:
-        raise ConfigError(f"distribute.replicas is {replicas}: it must be 1 or more")
-    return name, replicas
+_process = {}  # one strategy (and gRPC server) per process: a server keeps its port for life
 
 
 def local_devices(replicas):
@@ -77,21 +69,22 @@ def cluster_resolver():
         resolver = resolvers.SlurmClusterResolver(port_base=int(os.environ.get("SAMP_PORT_BASE", 8888)))
     else:
         raise ConfigError("distribute.strategy is multi_worker but neither TF_CONFIG nor a Slurm job "
-                          "describes the cluster: set TF_CONFIG on every worker (see README, "
-                          "'Training on several devices or machines')")
+                          "describes the cluster: set TF_CONFIG on every worker (README, 'Training on "
+                          "several devices or machines')")
     if not resolver.cluster_spec().as_dict().get("worker"):
         raise ConfigError(f"the cluster {resolver.cluster_spec().as_dict()} has no 'worker' job: "
                           "list every machine under cluster.worker in TF_CONFIG")
     return resolver
 
 
-def _multi_worker(replicas):
+def _multi_worker(replicas, timeout_s):
     resolver = cluster_resolver()
     gpus = tf2.config.list_physical_devices("GPU")
     if gpus:
         tf2.config.set_visible_devices(gpus[:replicas], "GPU")
     strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     config = strategy.update_config_proto(tf.ConfigProto(allow_soft_placement=True))
+    config.operation_timeout_in_ms = int(timeout_s * 1000)
     server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
                                   task_index=resolver.task_id, config=config, start=True)
     return strategy, server.target, config, resolver.task_id == 0, server
@@ -101,28 +94,36 @@ class Distribution:
     """The strategy of a run and what the trainer and the scans need from it."""
 
     def __init__(self, cfg):
-        self.name, wanted = settings(cfg)
+        section = cfg.get("distribute") or {}
+        self.name = section.get("strategy", "none")
         self.strategy, self.target, self.is_chief = None, "", True
         self.session_config = tf.ConfigProto(allow_soft_placement=True)
         self.worker = "this process"
+        self.replicas = 1
         if self.name == "none":
-            self.replicas = 1
             return
+        wanted = int(section.get("replicas", 1))
+        if wanted < 1:
+            raise ConfigError(f"distribute.replicas is {wanted}: it must be 1 or more")
         key = (self.name, wanted)
         if key not in _process:
             if _process:
-                raise ConfigError(f"this process already trains with distribute {next(iter(_process))}; "
+                raise ConfigError(f"this process already runs distribute {next(iter(_process))}; "
                                   f"start a new process for {key}")
             if self.name == "mirrored":
-                strategy = tf.distribute.MirroredStrategy(local_devices(wanted))
-                _process[key] = (strategy, "", self.session_config, True, None)
+                _process[key] = (tf.distribute.MirroredStrategy(local_devices(wanted)), "",
+                                 self.session_config, True, None)
             else:
-                _process[key] = _multi_worker(wanted)
+                _process[key] = _multi_worker(wanted, float(section.get("timeout_s", 600)))
         self.strategy, self.target, self.session_config, self.is_chief, _ = _process[key]
         self.replicas = int(self.strategy.num_replicas_in_sync)
         if self.name == "multi_worker":
             resolver = self.strategy.cluster_resolver
             self.worker = f"worker {resolver.task_id} of {len(resolver.cluster_spec().as_dict()['worker'])}"
+
+    @classmethod
+    def single_device(cls):
+        return cls({})
 
     @property
     def enabled(self):
@@ -135,40 +136,76 @@ class Distribution:
         return tf.Session(self.target, graph=graph, config=self.session_config)
 
     def check_batch(self, batch_size, what):
-        """Raise a ConfigError unless `batch_size` splits evenly over the replicas."""
+        """A ConfigError unless a global batch of `batch_size` splits evenly over the replicas."""
         if batch_size % self.replicas:
             raise ConfigError(f"{what}: a global batch of {batch_size} does not split evenly over "
-                              f"{self.replicas} replicas ({self.name}); choose a batch size that is a multiple "
-                              f"of {self.replicas} or another distribute.replicas")
+                              f"{self.replicas} replicas ({self.name}); make it a multiple of {self.replicas} "
+                              f"or change distribute.replicas")
 
     def replicate(self, step_fn):
-        """Call step_fn() once per replica (in replica context); return replica 0's results and
-        the per-replica results (for grouping ops)."""
-        if not self.enabled:
-            result = step_fn()
-            return result, [result]
-        per_replica = self.strategy.extended.call_for_each_replica(step_fn)
-        flat = tf.nest.flatten(per_replica, expand_composites=False)
-        local = [self.strategy.experimental_local_results(v) for v in flat]
-        by_replica = [tf.nest.pack_sequence_as(per_replica, [values[r] for values in local])
-                      for r in range(len(local[0]))] if local else [per_replica]
-        return by_replica[0], by_replica
+        """step_fn() once per local replica, in replica context; its results in replica order.
 
-    def group(self, ops):
-        return tf.group(*ops)
+        (The replicas run one after another, each up to its next cross-replica call, so the
+        order in which they enter step_fn is the replica order.)"""
+        if not self.enabled:
+            return [step_fn()]
+        results = []
+
+        def in_replica():
+            slot = len(results)
+            results.append(None)
+            results[slot] = step_fn()
+
+        self.strategy.extended.call_for_each_replica(in_replica)
+        return results
+
+    @staticmethod
+    def first_replica(per_replica):
+        """The first replica's values, each tied to every local replica's twin: a collective
+        (gather, all-reduce) runs only when every replica runs it, so fetching one replica's
+        tensor alone would wait for ever."""
+        if len(per_replica) == 1:
+            return per_replica[0]
+
+        def tie(first, *others):
+            if not isinstance(first, tf.Tensor) or first.op.type == "Placeholder":
+                return first
+            with tf.control_dependencies(others):
+                return tf.identity(first)
+        return tf.nest.map_structure(tie, *per_replica)
 
     # ---------------------------------------------------------------- inside a replica
-    def shard(self, tensor):
-        """This replica's consecutive slice of a global batch (the whole batch on one device)."""
-        if not self.enabled or tensor is None:
-            return tensor
+    def shard_inputs(self, inputs):
+        """A copy of `inputs` whose per-sample placeholders are this replica's slice."""
+        if not self.enabled:
+            return inputs
+        local = copy.copy(inputs)
+        for name in PER_SAMPLE_INPUTS:
+            setattr(local, name, self._slice(getattr(inputs, name, None)))
+        local.batch_size = inputs.batch_size // self.replicas
+        return local
+
+    def _slice(self, tensor):
+        if tensor is None:
+            return None
         context = tf.distribute.get_replica_context()
         size = tf.shape(tensor)[0] // self.replicas
         start = context.replica_id_in_sync_group * size
         return tensor[start:start + size]
 
-    def gather(self, tensor):
-        """The global batch of a per-replica tensor, in replica order, with gradients to our slice.
+    def gather_outputs(self, net):
+        """Every tensor of `net` gathered over the replicas (see `gather`), in one collective
+        call: separate calls could start in a different order on each device and wait on each
+        other for ever."""
+        if not self.enabled:
+            return net
+        names = [name for name, t in net.items() if t is not None]
+        gathered = self.gather([net[name] for name in names])
+        return {name: gathered[names.index(name)] if name in names else None for name in net}
+
+    def gather(self, tensors):
+        """The global batch of each per-replica tensor in `tensors` (a list), in replica order,
+        with gradients to this replica's slice only.
 
         Forward: TensorFlow's all_gather. Backward: d loss / d gathered, restricted to this
         replica's rows. Every replica computes the same global loss L, so replica r's gradient
@@ -177,46 +214,88 @@ class Distribution:
         would receive R dL/dx_r and the sum would have to be divided by R; in graph mode under
         MirroredStrategy that gradient also fails to find the other replicas' variables.)
         """
-        if not self.enabled:
-            return tensor
         context = tf.distribute.get_replica_context()
-        gathered = tf.stop_gradient(context.all_gather(tf.stop_gradient(tensor), axis=0))
-        rows = tf.shape(tensor)[0]
-        before = context.replica_id_in_sync_group * rows
-        after = tf.shape(gathered)[0] - before - rows
-        padding = [[before, after]] + [[0, 0]] * (tensor.shape.ndims - 1)
-        return gathered + tf.pad(tensor - tf.stop_gradient(tensor), padding)  # exactly `gathered`
+        everything = context.all_gather([tf.stop_gradient(t) for t in tensors], axis=0)
+        results = []
+        for tensor, gathered in zip(tensors, everything):
+            gathered = tf.stop_gradient(gathered)
+            rows = tf.shape(tensor)[0]
+            before = context.replica_id_in_sync_group * rows
+            after = tf.shape(gathered)[0] - before - rows
+            padding = [[before, after]] + [[0, 0]] * (tensor.shape.ndims - 1)
+            result = gathered + tf.pad(tensor - tf.stop_gradient(tensor), padding)  # exactly `gathered`
+            result.set_shape([None] + tensor.shape.as_list()[1:])
+            results.append(result)
+        return results
 
-    # ---------------------------------------------------------------- scans
-    def padded_feed(self, feed):
-        """Pad every fed batch to a multiple of the replicas (repeating its last row);
-        returns the feed and the true batch length."""
+    def summed_gradients(self, grads_and_vars):
+        """(sum over every replica of the gradient, variable): what the optimizer applies.
+        Built in each replica; runs only when fetched (tests, benchmarks)."""
+        if not self.enabled:
+            return grads_and_vars
+        kept = [(g, v) for g, v in grads_and_vars if g is not None]
+        context = tf.distribute.get_replica_context()
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    [tf.stop_gradient(tf.convert_to_tensor(g)) for g, _ in kept])
+        by_var = {id(v): g for (_, v), g in zip(kept, summed)}
+        return [(by_var.get(id(v)), v) for _, v in grads_and_vars]
+
+    # ---------------------------------------------------------------- feeding
+    @staticmethod
+    def placeholder_twins(auxiliaries):
+        """{first replica's placeholder: the other replicas' placeholders of the same key}: a
+        stage's losses make their placeholders once per replica and its hooks know the first."""
+        twins = {}
+        for name, tensor in auxiliaries[0].items():
+            if isinstance(tensor, tf.Tensor) and tensor.op.type == "Placeholder" and len(auxiliaries) > 1:
+                twins[tensor] = [aux[name] for aux in auxiliaries[1:]]
+        return twins
+
+    @staticmethod
+    def feed_twins(feed, twins):
+        for placeholder, copies in twins.items():
+            if placeholder in feed:
+                for twin in copies:
+                    feed[twin] = feed[placeholder]
+        return feed
+
+    def pad_feed(self, feed):
+        """Every fed batch padded to a multiple of the replicas (repeating its last row) and the
+        true batch length; None when nothing needs padding."""
         lengths = {len(v) for v in feed.values() if isinstance(v, np.ndarray) and v.ndim}
         if len(lengths) != 1 or self.replicas == 1:
-            return feed, (lengths.pop() if len(lengths) == 1 else None)
+            return None
         length = lengths.pop()
         extra = -length % self.replicas
         if extra == 0:
-            return feed, length
-        padded = {k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)]) if isinstance(v, np.ndarray) and v.ndim
-                  else v for k, v in feed.items()}
+            return None
+        padded = {k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)])
+                  if isinstance(v, np.ndarray) and v.ndim else v for k, v in feed.items()}
         return padded, length
-
-    def run_scan(self, sess, fetches, feed):
-        """sess.run of a forward pass over any batch length, sharded over the replicas."""
-        padded, length = self.padded_feed(feed)
-        out = sess.run(fetches, padded)
-        if length is None:
-            return out
-        return tf.nest.map_structure(lambda a: a[:length] if isinstance(a, np.ndarray) and a.ndim else a, out)
 
     # ---------------------------------------------------------------- faults
     def lost_worker_message(self, error, stage_name, run_dir):
-        return (f"{stage_name}: {self.worker} lost contact with another worker "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); stopped. A worker has died "
-                f"or the network failed. Nothing after the last checkpoint in {run_dir} is kept: restart "
-                f"every worker with the same command and --resume to continue from it.")
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        return (f"{stage_name}: {self.worker} lost contact with another worker ({type(error).__name__}: "
+                f"{detail}); stopped. A worker died or the network failed. What was saved is kept in "
+                f"{run_dir}: start every worker again with the same command and --resume to continue from "
+                f"the last checkpoint.")
 
 
-def describe(dist):
-    return json.dumps({"strategy": dist.name, "replicas": dist.replicas, "chief": dist.is_chief})
+class ShardedSession:
+    """A Session whose forward passes accept any batch length under a strategy: a batch that
+    does not split over the replicas is padded, run, and the padding cut from the results.
+    Training steps are never padded (their batch is checked to split evenly)."""
+
+    def __init__(self, session, dist, twins=None):
+        self.session, self.dist, self.twins = session, dist, twins or {}
+        self.graph = session.graph
+
+    def run(self, fetches, feed_dict=None, **kwargs):
+        feed = Distribution.feed_twins(dict(feed_dict or {}), self.twins)
+        padded = self.dist.pad_feed(feed)
+        if padded is None:
+            return self.session.run(fetches, feed, **kwargs)
+        feed, length = padded
+        out = self.session.run(fetches, feed, **kwargs)
+        return tf.nest.map_structure(lambda a: a[:length] if isinstance(a, np.ndarray) and a.ndim else a, out)

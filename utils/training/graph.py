@@ -3,13 +3,14 @@
 The global step `Variable` comes first, then the network, the losses under `loss/`, Adam under
 `train/`: the variable names of the original graphs (tests/legacy/).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import tensorflow.compat.v1 as tf
 
 from model.inputs import Inputs
 from utils.training import checkpoints as ckpt
+from utils.training.distribute import Distribution
 from utils.training.stage import as_stage_losses
 
 
@@ -30,35 +31,55 @@ class TrainingGraph:
     restored_variables: list     # what init_from restores (the stage's restore rule)
     restore_saver: Optional[tf.train.Saver]
     init_op: tf.Operation
+    # under a strategy: placeholder made by the first replica's losses -> the other replicas' twins
+    replica_placeholders: dict = field(default_factory=dict)
 
 
-def build_training_graph(stage, cfg, batch_size, learning_rate):
-    """learning_rate: a float, or a function of the global step that returns a scalar tensor."""
+def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None):
+    """learning_rate: a float, or a function of the global step that returns a scalar tensor.
+
+    dist: a utils.training.distribute.Distribution; None (one device) builds exactly the
+    original graph. Under a strategy every replica builds the network on its slice of the
+    global batch and the losses on the gathered outputs (see distribute.py); the tensors kept
+    here are the first replica's, which hold the global batch's values.
+    """
+    dist = dist or Distribution.single_device()
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), dist.scope():
         tf.set_random_seed(cfg.seed)
         global_step = tf.Variable(0, trainable=False)  # 'Variable:0', as in the original graphs
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size, stage.with_semi)
-        net = stage.network(inputs, cfg)
-        with tf.name_scope("loss"):
-            losses = as_stage_losses(stage.losses(net, inputs, cfg))
-        rate = learning_rate(global_step) if callable(learning_rate) else tf.constant(float(learning_rate))
-        with tf.name_scope("train"):
-            optimizer = tf.train.AdamOptimizer(rate, 0.9, 0.999)
-            grads_and_vars = optimizer.compute_gradients(losses.terms["loss"])  # = optimizer.minimize
-            train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
-        scalars = [tf.summary.scalar(name, value) for name, value in losses.terms.items()]
+        replicas = dist.replicate(lambda: _replica_step(stage, cfg, dist, inputs, global_step, learning_rate))
+        net, terms, auxiliary, rate, grads = dist.first_replica(
+            [(r[0], r[1].terms, r[1].auxiliary, r[2], [g for g, _ in r[3]]) for r in replicas])
+        grads_and_vars = [(g, v) for g, (_, v) in zip(grads, replicas[0][3])]
+        train_op = replicas[0][4] if len(replicas) == 1 else tf.group(*[replica[4] for replica in replicas])
+        scalars = [tf.summary.scalar(name, value) for name, value in terms.items()]
         scalars.append(tf.summary.scalar("learning_rate", rate))
         images = [tf.summary.image(t.op.name.replace("/", "_"), _normalised(t), max_outputs=2)
                   for t in stage.heatmaps(net)]
         restored = ckpt.select_variables(tf.global_variables(), stage.restore_include, stage.restore_exclude)
         return TrainingGraph(
-            graph=graph, global_step=global_step, inputs=inputs, net=net, losses=losses.terms,
-            auxiliary=losses.auxiliary, learning_rate=rate, grads_and_vars=grads_and_vars, train_op=train_op,
+            graph=graph, global_step=global_step, inputs=inputs, net=net, losses=terms,
+            auxiliary=auxiliary, learning_rate=rate, grads_and_vars=grads_and_vars, train_op=train_op,
             scalar_summary=tf.summary.merge(scalars), image_summary=tf.summary.merge(images) if images else None,
             saver=tf.train.Saver(tf.global_variables(), max_to_keep=None), restored_variables=restored,
             restore_saver=tf.train.Saver(restored) if restored else None,
-            init_op=tf.global_variables_initializer())
+            init_op=tf.global_variables_initializer(),
+            replica_placeholders=dist.placeholder_twins([replica[1].auxiliary for replica in replicas]))
+
+
+def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate):
+    """One replica's part of the step (the whole step on one device)."""
+    net = dist.gather_outputs(stage.network(dist.shard_inputs(inputs), cfg))
+    with tf.name_scope("loss"):
+        losses = as_stage_losses(stage.losses(net, inputs, cfg))
+    rate = learning_rate(global_step) if callable(learning_rate) else tf.constant(float(learning_rate))
+    with tf.name_scope("train"):
+        optimizer = tf.train.AdamOptimizer(rate, 0.9, 0.999)
+        grads_and_vars = optimizer.compute_gradients(losses.terms["loss"])  # = optimizer.minimize
+        train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
+    return net, losses, rate, dist.summed_gradients(grads_and_vars), train_op
 
 
 def _normalised(heatmap):

@@ -20,6 +20,7 @@ from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.metrics import distance_score
 from utils.training import checkpoints as ckpt
+from utils.training.distribute import PEER_ERRORS, Distribution, ShardedSession
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 
@@ -75,10 +76,14 @@ class Trainer:
         self.train_index, self.test_index = load_splits(cfg)
         self.loader = build_loader(cfg)
         self.batch_size = batch_sizes(self.schedule.batch_size, stage.with_semi)
+        self.dist = Distribution(cfg)
+        self.dist.check_batch(self.batch_size, f"stages.{stage.name}.batch_size {self.schedule.batch_size} "
+                                               f"({self.batch_size} panoramas per step)")
         self.steps_per_epoch = self._steps_per_epoch()
         self.rng = np.random.default_rng(cfg.seed)
         self.parts = None          # TrainingGraph, from build_graph()
-        self.sess = None
+        self.sess = None           # the session stage hooks run (ShardedSession under a strategy)
+        self.tf_session = None     # the tf.Session itself (checkpoints)
         self.writer = None
         self.sampler = None
         self.mining = None
@@ -94,7 +99,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ graph
     def build_graph(self):
-        self.parts = build_training_graph(self.stage, self.cfg, self.batch_size, self._learning_rate)
+        self.parts = build_training_graph(self.stage, self.cfg, self.batch_size, self._learning_rate, self.dist)
         self.parts.graph.finalize()
         return self.parts
 
@@ -131,7 +136,9 @@ class Trainer:
                  "next_epoch": next_epoch, "next_step": next_step,
                  "rng": self.rng.bit_generator.state,
                  "meters": {k: m.state() for k, m in meters.items()}, "time": time.time()}
-        return ckpt.save_point(self.sess, self.parts.saver, self.run_dir, name, state,
+        if not self.dist.is_chief:
+            return os.path.join(self.run_dir, name)  # the chief writes it
+        return ckpt.save_point(self.tf_session, self.parts.saver, self.run_dir, name, state,
                                self._state_arrays(sampler_state))
 
     def _start(self):
@@ -145,7 +152,7 @@ class Trainer:
         last_epoch = first_epoch + self.schedule.epochs - 1
         point = ckpt.resume_point(self.run_dir) if self.resume else None
         if point is not None:
-            ckpt.restore_by_name(self.sess, self.parts.graph.get_collection("variables"), point,
+            ckpt.restore_by_name(self.tf_session, self.parts.graph.get_collection("variables"), point,
                                  saver=self.parts.saver)
             state, arrays = ckpt.load_point(point)
             self._load_state_arrays(arrays)
@@ -155,7 +162,7 @@ class Trainer:
             return StartPoint(state["next_epoch"], state["next_step"], last_epoch, state["meters"])
         if init_from:
             _, prev_dir = previous_checkpoint(self.cfg, init_from)
-            count = ckpt.restore_by_name(self.sess, self.parts.restored_variables, prev_dir,
+            count = ckpt.restore_by_name(self.tf_session, self.parts.restored_variables, prev_dir,
                                          saver=self.parts.restore_saver)
             self.log(f"{self.stage.name}: restored {count} variables from {prev_dir}")
             if self.stage.inherit_mining and self.mining is not None:
@@ -179,29 +186,40 @@ class Trainer:
     def log(self, text):
         if self.show_progress:
             tqdm.write(text)
-        with open(os.path.join(self.run_dir, "train.log"), "a") as f:
-            f.write(text + "\n")
+        if self.dist.is_chief:
+            with open(os.path.join(self.run_dir, "train.log"), "a") as f:
+                f.write(text + "\n")
 
     def run(self):
         self.build_graph()
-        self.writer = tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
+        self.writer = (tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
+                       if self.dist.is_chief else NoWriter())
         previous_handler = self._catch_sigterm()
         try:
-            with tf.Session(graph=self.parts.graph, config=tf.ConfigProto(allow_soft_placement=True)) as sess:
-                self.sess = sess
+            with self.dist.session(self.parts.graph) as sess:
+                self.tf_session = sess
+                self.sess = ShardedSession(sess, self.dist, self.parts.replica_placeholders) if self.dist.enabled else sess
                 self._make_sampler()
-                start = self._start()
-                if self.stage.prepare is not None:
-                    self.prepared = self.stage.prepare(self, self.parts.auxiliary)
-                for epoch in range(start.epoch, start.last_epoch + 1):
-                    first_step, meters = (start.step, start.meters) if epoch == start.epoch else (0, {})
-                    meters, sampler_state = self._train_epoch(epoch, first_step, meters)
-                    self._end_epoch(epoch, start.last_epoch, meters, sampler_state)
+                self._train_all()
+        except PEER_ERRORS as error:
+            if self.dist.name != "multi_worker":
+                raise
+            raise TrainingStopped(self.dist.lost_worker_message(error, self.stage.name, self.run_dir),
+                                  reason="worker_lost") from None
         finally:
             self.writer.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
         return self.metrics()
+
+    def _train_all(self):
+        start = self._start()
+        if self.stage.prepare is not None:
+            self.prepared = self.stage.prepare(self, self.parts.auxiliary)
+        for epoch in range(start.epoch, start.last_epoch + 1):
+            first_step, meters = (start.step, start.meters) if epoch == start.epoch else (0, {})
+            meters, sampler_state = self._train_epoch(epoch, first_step, meters)
+            self._end_epoch(epoch, start.last_epoch, meters, sampler_state)
 
     def _catch_sigterm(self):
         def on_sigterm(signum, frame):
@@ -315,8 +333,9 @@ class Trainer:
         self.writer.add_summary(summary, record["global_step"])
         self.writer.flush()
         self._save(str(epoch), epoch + 1, 0, sampler_state, {})
-        ckpt.discard_interrupted(self.run_dir)  # this epoch's save is newer
-        ckpt.prune_epochs(self.run_dir, self.cfg.checkpoints.keep)
+        if self.dist.is_chief:
+            ckpt.discard_interrupted(self.run_dir)  # this epoch's save is newer
+            ckpt.prune_epochs(self.run_dir, self.cfg.checkpoints.keep)
         self.log(f"{self.stage.name} epoch {epoch}: {_epoch_line(record, meters)}")
 
     # ------------------------------------------------------------------ validation
@@ -335,12 +354,15 @@ class Trainer:
 
     def validate(self, epoch):
         sat_desc, grd_desc = self.descriptors(self.test_index)
-        np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), sat_desc)
-        np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), grd_desc)
+        if self.dist.is_chief:
+            np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), sat_desc)
+            np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), grd_desc)
         top1_percent, top1, top5, hit = validate_top_blocked(grd_desc, sat_desc, self.test_index.labels)
         return {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
 
     def _append_metrics(self, record):
+        if not self.dist.is_chief:
+            return
         path = os.path.join(self.run_dir, "metrics.json")
         records = [r for r in self.metrics() if r["epoch"] != record["epoch"]] + [record]
         tmp = path + ".tmp"
@@ -354,6 +376,19 @@ class Trainer:
             return []
         with open(path) as f:
             return json.load(f)
+
+
+class NoWriter:
+    """The summary writer of a worker that is not the chief: TensorBoard is the chief's."""
+
+    def add_summary(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
 
 
 def _with_prefix(arrays, prefix):

@@ -1,0 +1,119 @@
+"""Distributed cases the tests run in subprocesses (logical devices must be made before TF starts).
+
+    python tests/distributed_cases.py steps OUT.json [STAGE ...]
+        for each stage: the trainer's graph on one device and on 2 logical CPU devices
+        (MirroredStrategy), from the same weights, on the same global batch of 4: losses and
+        summed gradients of the first step and after each of 3 Adam steps, and the weights after
+        them; writes the comparison to OUT.json.
+    python tests/distributed_cases.py train CONFIG_JSON
+        run_stage of the stages listed in the config (a JSON file: overrides, stages, resume,
+        stop_after_steps) with the distribute settings of the overrides; TF_CONFIG as given.
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+STEPS = 3
+
+
+def _compare_steps(names, out_path):
+    from utils.training.distribute import Distribution
+    mirrored = Distribution({"distribute": {"strategy": "mirrored", "replicas": 2}})  # before TF starts
+
+    import tempfile
+
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    from test_stage_losses import BATCH, LEARNING_RATE, STAGES, UNCERTAINTIES, e3_feed_weights, feed_of, \
+        make_batch, tiny_config
+    from model.losses import semi_positive_weight
+    from utils.training.distribute import ShardedSession
+    from utils.training.graph import build_training_graph
+
+    cfg = tiny_config()
+    w = semi_positive_weight(UNCERTAINTIES, a=cfg.stages.E_3.weight_a, b=cfg.stages.E_3.weight_b,
+                             c=cfg.stages.E_3.weight_c)
+    config = tf.ConfigProto(allow_soft_placement=True)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    report = {}
+    weights_file = os.path.join(tempfile.mkdtemp(), "start.ckpt")
+    for name in names:
+        runs = {}
+        for label, dist in (("single", None), ("mirrored", mirrored)):
+            parts = build_training_graph(STAGES[name], cfg, BATCH, LEARNING_RATE, dist)
+            parts.graph.finalize()
+            grads = {v.op.name: g for g, v in parts.grads_and_vars if g is not None}
+            with tf.Session(graph=parts.graph, config=config) as raw:
+                sess = ShardedSession(raw, dist, parts.replica_placeholders) if dist else raw
+                raw.run(parts.init_op)
+                if dist is None:
+                    parts.saver.save(raw, weights_file, write_meta_graph=False)
+                else:
+                    parts.saver.restore(raw, weights_file)
+                feed = feed_of(parts.inputs, make_batch(0))
+                history = []
+                for step in range(STEPS + 1):
+                    if "W_" in parts.auxiliary:
+                        e3_feed_weights(sess, parts.auxiliary, feed, w, 0)
+                    history.append(sess.run({"losses": parts.losses, "grads": grads}, feed))
+                    if step < STEPS:
+                        sess.run(parts.train_op, feed)
+                values = {v.op.name: raw.run(v) for v in parts.graph.get_collection("variables")}
+            runs[label] = {"history": history, "values": values, "grad_names": sorted(grads)}
+        report[name] = _differences(runs["single"], runs["mirrored"], np)
+    with open(out_path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def _differences(single, mirrored, np):
+    """Relative differences of the losses and per-variable gradient norms, weight differences."""
+    loss_rel, grad_rel = 0.0, 0.0
+    for a, b in zip(single["history"], mirrored["history"]):
+        for term, value in a["losses"].items():
+            loss_rel = max(loss_rel, abs(float(b["losses"][term]) - float(value)) / max(abs(float(value)), 1e-30))
+        for var, grad in a["grads"].items():
+            norm = np.linalg.norm(grad)
+            grad_rel = max(grad_rel, float(np.linalg.norm(b["grads"][var] - grad) / max(norm, 1e-30)))
+    weight_abs = {k: float(np.max(np.abs(np.asarray(v, np.float64) - mirrored["values"][k])))
+                  for k, v in single["values"].items()}
+    scale = {k: float(np.max(np.abs(v))) for k, v in single["values"].items()}
+    return {"same_variables": sorted(single["values"]) == sorted(mirrored["values"]),
+            "same_gradients": single["grad_names"] == mirrored["grad_names"],
+            "loss_rel": loss_rel, "grad_rel": grad_rel, "weight_abs": weight_abs, "weight_scale": scale,
+            "first_loss": float(single["history"][0]["losses"]["loss"]),
+            "last_loss": float(single["history"][-1]["losses"]["loss"])}
+
+
+def _train(config_path):
+    with open(config_path) as f:
+        job = json.load(f)
+    from utils.config import load_config
+    from utils.training.distribute import Distribution
+    cfg = load_config(job["config"], job["overrides"])
+    Distribution(cfg)  # devices and cluster before TF starts
+    import train_first_E_1
+    import train_second_E_2_1
+    import train_second_E_2_2
+    import train_third_E_3
+    from utils.cli import run
+    from utils.training.trainer import run_stage
+    stages = {"E_1a": train_first_E_1.E_1a, "E_1b": train_first_E_1.E_1b, "E_2_1": train_second_E_2_1.E_2_1,
+              "E_2_2": train_second_E_2_2.E_2_2, "E_3": train_third_E_3.E_3}
+
+    def main(argv):
+        for name in job["stages"]:
+            run_stage(stages[name], cfg, resume=job.get("resume", False), show_progress=False,
+                      stop_after_steps=job.get("stop_after_steps"))
+    return run(main)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "steps":
+        _compare_steps(sys.argv[3:] or ["E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"], sys.argv[2])
+    elif sys.argv[1] == "train":
+        sys.exit(_train(sys.argv[2]))
