@@ -49,7 +49,7 @@ def _compare_steps(names, out_path):
             parts.graph.finalize()
             grads = {v.op.name: g for g, v in parts.grads_and_vars if g is not None}
             with tf.Session(graph=parts.graph, config=config) as raw:
-                sess = ShardedSession(raw, dist, parts.replica_placeholders) if dist else raw
+                sess = ShardedSession(raw, dist, BATCH, parts.replica_placeholders) if dist else raw
                 raw.run(parts.init_op)
                 if dist is None:
                     parts.saver.save(raw, weights_file, write_meta_graph=False)
@@ -72,19 +72,22 @@ def _compare_steps(names, out_path):
 
 def _differences(single, mirrored, np):
     """Relative differences of the losses and per-variable gradient norms, weight differences."""
-    loss_rel, grad_rel = 0.0, 0.0
+    loss_rel, grad_rel, per_variable = 0.0, 0.0, 0.0
     for a, b in zip(single["history"], mirrored["history"]):
         for term, value in a["losses"].items():
             loss_rel = max(loss_rel, abs(float(b["losses"][term]) - float(value)) / max(abs(float(value)), 1e-30))
+        total, error = 0.0, 0.0
         for var, grad in a["grads"].items():
-            norm = np.linalg.norm(grad)
-            grad_rel = max(grad_rel, float(np.linalg.norm(b["grads"][var] - grad) / max(norm, 1e-30)))
+            norm, miss = np.linalg.norm(grad), np.linalg.norm(b["grads"][var] - grad)
+            total, error = total + norm ** 2, error + miss ** 2
+            per_variable = max(per_variable, float(miss / max(norm, 1e-30)))
+        grad_rel = max(grad_rel, float(np.sqrt(error / total)))
     weight_abs = {k: float(np.max(np.abs(np.asarray(v, np.float64) - mirrored["values"][k])))
                   for k, v in single["values"].items()}
     scale = {k: float(np.max(np.abs(v))) for k, v in single["values"].items()}
     return {"same_variables": sorted(single["values"]) == sorted(mirrored["values"]),
             "same_gradients": single["grad_names"] == mirrored["grad_names"],
-            "loss_rel": loss_rel, "grad_rel": grad_rel, "weight_abs": weight_abs, "weight_scale": scale,
+            "loss_rel": loss_rel, "grad_rel": grad_rel, "grad_rel_per_variable": per_variable, "weight_abs": weight_abs, "weight_scale": scale,
             "first_loss": float(single["history"][0]["losses"]["loss"]),
             "last_loss": float(single["history"][-1]["losses"]["loss"])}
 

@@ -259,20 +259,6 @@ class Distribution:
                     feed[twin] = feed[placeholder]
         return feed
 
-    def pad_feed(self, feed):
-        """Every fed batch padded to a multiple of the replicas (repeating its last row) and the
-        true batch length; None when nothing needs padding."""
-        lengths = {len(v) for v in feed.values() if isinstance(v, np.ndarray) and v.ndim}
-        if len(lengths) != 1 or self.replicas == 1:
-            return None
-        length = lengths.pop()
-        extra = -length % self.replicas
-        if extra == 0:
-            return None
-        padded = {k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)])
-                  if isinstance(v, np.ndarray) and v.ndim else v for k, v in feed.items()}
-        return padded, length
-
     # ---------------------------------------------------------------- faults
     def lost_worker_message(self, error, stage_name, run_dir):
         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
@@ -283,19 +269,40 @@ class Distribution:
 
 
 class ShardedSession:
-    """A Session whose forward passes accept any batch length under a strategy: a batch that
-    does not split over the replicas is padded, run, and the padding cut from the results.
-    Training steps are never padded (their batch is checked to split evenly)."""
+    """A Session whose forward passes accept any batch length under a strategy.
 
-    def __init__(self, session, dist, twins=None):
-        self.session, self.dist, self.twins = session, dist, twins or {}
+    A fed batch of another length than the training step's global batch is run in chunks of
+    exactly that length (the last one padded by repeating its last row, the padding cut from the
+    results): a collective op of MultiWorkerMirroredStrategy keeps the shape of its first run,
+    and the chunks split evenly over the replicas. Training steps run as they are.
+    """
+
+    def __init__(self, session, dist, batch_size, twins=None):
+        self.session, self.dist, self.batch_size, self.twins = session, dist, batch_size, twins or {}
         self.graph = session.graph
 
     def run(self, fetches, feed_dict=None, **kwargs):
         feed = Distribution.feed_twins(dict(feed_dict or {}), self.twins)
-        padded = self.dist.pad_feed(feed)
-        if padded is None:
+        lengths = {len(v) for v in feed.values() if isinstance(v, np.ndarray) and v.ndim}
+        if len(lengths) != 1 or lengths == {self.batch_size}:
             return self.session.run(fetches, feed, **kwargs)
-        feed, length = padded
-        out = self.session.run(fetches, feed, **kwargs)
-        return tf.nest.map_structure(lambda a: a[:length] if isinstance(a, np.ndarray) and a.ndim else a, out)
+        length, size = lengths.pop(), self.batch_size
+        parts = [self.session.run(fetches, self._chunk(feed, start, size), **kwargs) for start in range(0, length, size)]
+        return tf.nest.map_structure(lambda *chunks: _joined(chunks, size, length), *parts)
+
+    @staticmethod
+    def _chunk(feed, start, size):
+        chunk = {}
+        for key, value in feed.items():
+            if isinstance(value, np.ndarray) and value.ndim:
+                value = value[start:start + size]
+                value = np.concatenate([value, np.repeat(value[-1:], size - len(value), axis=0)])
+            chunk[key] = value
+        return chunk
+
+
+def _joined(chunks, size, length):
+    """Per-sample results of the chunks in one array without the padding; other values from the first chunk."""
+    if all(isinstance(c, np.ndarray) and c.ndim and len(c) == size for c in chunks):
+        return np.concatenate(chunks)[:length]
+    return chunks[0]

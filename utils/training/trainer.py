@@ -198,7 +198,8 @@ class Trainer:
         try:
             with self.dist.session(self.parts.graph) as sess:
                 self.tf_session = sess
-                self.sess = ShardedSession(sess, self.dist, self.parts.replica_placeholders) if self.dist.enabled else sess
+                self.sess = (ShardedSession(sess, self.dist, self.batch_size, self.parts.replica_placeholders)
+                             if self.dist.enabled else sess)
                 self._make_sampler()
                 self._train_all()
         except PEER_ERRORS as error:

@@ -1,0 +1,152 @@
+"""Data-parallel training on tf.distribute gives the single-device numbers.
+
+Logical CPU devices and a cluster must be set before TensorFlow starts, so every distributed run
+is a subprocess (tests/distributed_cases.py): 2 logical CPU devices under MirroredStrategy, or
+2 worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from utils.training import checkpoints as ckpt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = os.path.join(REPO, "tests", "distributed_cases.py")
+STAGES = ["E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"]
+TINY = ["data.sat_size=[64, 64]", "data.grd_size=[32, 64]", "model.vgg_width=0.125", "model.fc_dim=32",
+        "model.out_dim=32", "model.cholesky_hidden=8", "model.decoder_width=32", "mining.pool_size=20",
+        "mining.keep=4", "validation.scan_batch=7", "data.workers=2", "stages.E_1a.batch_size=4",
+        "stages.E_1a.steps_per_epoch=2", "stages.E_1a.epochs=2", "stages.E_1a.validate_every=1"]
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    from utils.data.synthetic_vigor import generate
+    root = tmp_path_factory.mktemp("city")
+    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
+                    panos_per_tile=1.5)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start(tmp_path, name, overrides, env=None, **job):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"config": os.path.join(REPO, "configs", "demo.yaml"), "overrides": overrides,
+                                "stages": ["E_1a"], **job}))
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen([sys.executable, CASES, "train", str(path)], cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+
+
+def finish(tmp_path, name, process, timeout=600):
+    code = process.wait(timeout=timeout)
+    return code, (tmp_path / f"{name}.log").read_text()
+
+
+def workers(tmp_path, name, overrides, count=2, **job):
+    ports = free_ports(count)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return [start(tmp_path, f"{name}{i}", overrides + ["distribute.strategy=multi_worker", "distribute.replicas=1"],
+                  env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}, **job)
+            for i in range(count)]
+
+
+def values(checkpoint_dir):
+    prefix = ckpt.checkpoint_prefix(checkpoint_dir)
+    return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+
+
+def assert_same_checkpoint(a, b, atol):
+    first, second = values(a), values(b)
+    assert sorted(first) == sorted(second)
+    worst = max(float(np.max(np.abs(np.asarray(first[k], np.float64) - second[k]))) for k in first)
+    assert worst <= atol, worst
+
+
+def test_each_stage_step_equals_the_single_device_step(tmp_path):
+    """One global batch of 4 on 2 logical CPU devices: losses, gradients, weights after 3 Adam steps."""
+    out = tmp_path / "steps.json"
+    subprocess.run([sys.executable, CASES, "steps", str(out)], cwd=REPO, check=True, timeout=900,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    report = json.loads(out.read_text())
+    assert sorted(report) == sorted(STAGES)
+    for name, r in report.items():
+        assert r["same_variables"] and r["same_gradients"], name  # names: checkpoints move both ways
+        assert r["last_loss"] < r["first_loss"], name  # the steps did train
+        assert r["loss_rel"] < 1e-5, (name, r["loss_rel"])
+        assert r["grad_rel"] < 1e-5, (name, r["grad_rel"])  # the whole gradient vector
+        assert r["grad_rel_per_variable"] < 1e-4, (name, r["grad_rel_per_variable"])
+        for var, diff in r["weight_abs"].items():  # weights and Adam slots: float32 rounding
+            assert diff <= 1e-6 + 1e-5 * r["weight_scale"][var], (name, var, diff)
+
+
+def test_two_workers_write_the_checkpoint_of_one_process(city, tmp_path):
+    base = TINY + [f"data.root={city}"]
+    single = start(tmp_path, "single", base + [f"runs_dir={tmp_path / 'single'}"])
+    pair = workers(tmp_path, "worker", base + [f"runs_dir={tmp_path / 'pair'}"])
+    for name, process in [("single", single), ("worker0", pair[0]), ("worker1", pair[1])]:
+        code, log = finish(tmp_path, name, process)
+        assert code == 0, log[-3000:]
+    run_single, run_pair = tmp_path / "single" / "demo" / "E_1a", tmp_path / "pair" / "demo" / "E_1a"
+    assert_same_checkpoint(run_single / "2", run_pair / "2", atol=1e-5)
+    assert sorted(os.listdir(run_pair)) == sorted(os.listdir(run_single))  # the chief's files only
+    a, b = json.loads((run_single / "metrics.json").read_text()), json.loads((run_pair / "metrics.json").read_text())
+    assert [r["global_step"] for r in b] == [2, 4]
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], rel=1e-5)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(city, tmp_path):
+    base = TINY + [f"data.root={city}", "distribute.strategy=mirrored", "distribute.replicas=2"]
+    whole = start(tmp_path, "whole", base + [f"runs_dir={tmp_path / 'whole'}"])
+    first = start(tmp_path, "first", base + [f"runs_dir={tmp_path / 'cut'}"], stop_after_steps=3)
+    code, log = finish(tmp_path, "first", first)
+    assert code == 130 and "interrupted at epoch 2, step 1" in log, log[-3000:]
+    second = start(tmp_path, "second", base + [f"runs_dir={tmp_path / 'cut'}"], resume=True)
+    for name, process in [("whole", whole), ("second", second)]:
+        code, log = finish(tmp_path, name, process)
+        assert code == 0, log[-3000:]
+    assert_same_checkpoint(tmp_path / "whole" / "demo" / "E_1a" / "2", tmp_path / "cut" / "demo" / "E_1a" / "2",
+                           atol=0.0)
+
+
+def test_a_dead_worker_stops_the_other_with_a_message(city, tmp_path):
+    base = TINY + [f"data.root={city}", f"runs_dir={tmp_path / 'runs'}", "stages.E_1a.steps_per_epoch=1000",
+                   "distribute.timeout_s=60"]
+    chief, other = workers(tmp_path, "worker", base)
+    events = tmp_path / "runs" / "demo" / "E_1a" / "logs"
+    deadline = time.time() + 300
+    while not (events.exists() and os.listdir(events)) and time.time() < deadline:
+        time.sleep(1)
+    time.sleep(15)  # into the training steps
+    other.send_signal(signal.SIGKILL)
+    code, log = finish(tmp_path, "worker0", chief, timeout=200)
+    assert code == 1, log[-3000:]
+    assert "lost contact with another worker" in log and "--resume" in log, log[-3000:]
+    assert "Traceback" not in log
+
+
+def test_a_batch_that_does_not_split_is_a_clear_error(city, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "train_first_E_1.py", "--part", "a", "--config", "configs/demo.yaml"] +
+        [f"--set={o}" for o in TINY + [f"data.root={city}", f"runs_dir={tmp_path}", "distribute.strategy=mirrored",
+                                       "distribute.replicas=3"]],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "global batch of 4 does not split evenly over 3 replicas" in result.stderr
+    assert "Traceback" not in result.stderr
