@@ -12,14 +12,10 @@ import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
-from tqdm import tqdm
 
 from model import networks
 from model.losses import compute_loss_continuous_IOU_weighted, get_weights, semi_positive_weight
-from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
-from utils.data.prefetch import Prefetcher
-from utils.data.sampler import PairScanner
 from utils.training.trainer import Stage, run_stage
 
 
@@ -29,25 +25,21 @@ def weighted_iou_losses(net, inputs, cfg):
         net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, weight,
         batch_size=inputs.batch_size)
     inputs.extra["W_z"] = get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio)
-    heatmap_side = int(net["heatmap_semi"].shape[1])
-    inputs.extra["uncertainty_semi"] = get_uncertainty(net["L_semi"]) * (640.0 / heatmap_side)
     return {"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)}
 
 
 def semi_positive_uncertainties(trainer):
-    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3."""
-    index, inputs = trainer.train_index, trainer.inputs
+    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3 (0 where an
+    image is unreadable in skip mode: training leaves such panoramas out anyway)."""
+    index = trainer.train_index
+    scanner = trainer.scanner(index, batch_size=int(trainer.cfg.stages.E_3.uncertainty_batch))
     uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
     for column in (1, 2, 3):
-        pairs = PairScanner(index, int(trainer.cfg.stages.E_3.uncertainty_batch), column)
-        images = Prefetcher(trainer.loader, index, pairs, workers=int(trainer.cfg.data.workers))
-        try:
-            for item in tqdm(images, total=len(pairs), desc=f"E_3 uncertainty of semi-positive {column}/3",
-                             leave=False, disable=not trainer.show_progress):
-                feed = {inputs.sat: item["sat"], inputs.sat_semi: item["sat_semi"], inputs.grd: item["grd"]}
-                uncertainty[item["batch"].grd, column - 1] = trainer.sess.run(inputs.extra["uncertainty_semi"], feed)
-        finally:
-            images.close()
+        scan = scanner.pairs(index.labels[:, column], branch="semi",
+                             desc=f"E_3 uncertainty of semi-positive {column}/3")
+        uncertainty[:, column - 1] = scan.values["uncertainty"]
+        if scan.skipped:
+            trainer.log(f"E_3: {scan.skipped} pairs with an unreadable image in semi-positive column {column}")
     return uncertainty
 
 
