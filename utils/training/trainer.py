@@ -15,7 +15,7 @@ import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
 from utils.data.prefetch import Prefetcher, scan_grd, scan_sat
-from utils.data.sampler import MiningPool, TrainSampler
+from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.metrics import distance_score
@@ -75,7 +75,8 @@ class Trainer:
         self.train_index, self.test_index = load_splits(cfg)
         self.loader = build_loader(cfg)
         self.batch_size = batch_sizes(self.schedule.batch_size, stage.with_semi)
-        self.steps_per_epoch = self._steps_per_epoch()
+        self.steps_per_epoch = steps_per_epoch(len(self.train_index.grd_paths), self.schedule.batch_size,
+                                               self.schedule.steps_per_epoch)
         self.rng = np.random.default_rng(cfg.seed)
         self.parts = None          # TrainingGraph, from build_graph()
         self.sess = None
@@ -84,13 +85,6 @@ class Trainer:
         self.mining = None
         self.prepared = None       # what the stage's prepare hook returned
         self.interrupted = False   # set by SIGTERM; the loop saves and stops after the current step
-
-    def _steps_per_epoch(self):
-        steps = self.schedule.steps_per_epoch or int(len(self.train_index.grd_paths) / self.schedule.batch_size)
-        if steps < 1:
-            raise ValueError(f"{len(self.train_index.grd_paths)} training panoramas give no full batch of "
-                             f"{self.schedule.batch_size}: lower stages.{self.stage.name}.batch_size")
-        return steps
 
     # ------------------------------------------------------------------ graph
     def build_graph(self):
