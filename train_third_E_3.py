@@ -29,7 +29,7 @@ def weighted_iou_losses(net, inputs, cfg):
     loss, loss_tri, loss_iou, convince = compute_loss_continuous_IOU_weighted(
         net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, weight,
         batch_size=inputs.batch_size)
-    heatmap_side = int(net["heatmap_semi"].shape[1])
+    heatmap_side = int(net["heatmap_semi"].shape[1])  # u in 640-pixel units (docs/FAITHFULNESS.md, T11)
     return StageLosses(
         terms={"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)},
         auxiliary={"W_": weight,
@@ -38,7 +38,8 @@ def weighted_iou_losses(net, inputs, cfg):
 
 
 def semi_positive_uncertainties(trainer, auxiliary):
-    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3."""
+    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3 (over the training
+    split, where the original indexed a test-split pass with training indices: docs/FAITHFULNESS.md, T3)."""
     index, inputs = trainer.train_index, trainer.parts.inputs
     uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
     for column in (1, 2, 3):
@@ -70,7 +71,7 @@ def semi_positive_weights(trainer, auxiliary):
 
 
 def feed_weights(session, auxiliary, weights, item, feed):
-    """W = 1 + W_z w, with W_z from this batch's descriptors (no gradient through it, as the original)."""
+    """W = 1 + W_z w, with W_z from this batch's descriptors fed as a constant (docs/FAITHFULNESS.md, T10)."""
     batch = item["batch"]
     w_m = weights[batch.grd, batch.semi_choice - 1]
     w_z = session.run(auxiliary["W_z"], feed)
