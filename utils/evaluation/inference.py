@@ -1,12 +1,9 @@
 """Run a trained checkpoint over a split: descriptors, retrieval, offsets and uncertainty.
 
 The network is restored into its own graph and scanned with utils/evaluation/scan.py (the same
-scan the trainer validates with). Offsets and Sigma are in the 640-pixel delta convention; see
-scan.py. Retrieval runs once here, and its result is handed on to the report.
+scan the trainer validates with). Offsets and Sigma are in the 640-pixel delta convention (see
+scan.py). Retrieval runs once here; its result is handed on to the report.
 """
-import os
-
-import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import networks
@@ -17,14 +14,21 @@ from utils.evaluation.retrieval import search
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.training import checkpoints as ckpt
 
-tf.get_logger().setLevel("ERROR")
-tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
 
-NETWORK_OF_STAGE = {"E_1a": "safa", "E_1b": "safa_offset", "E_2_1": "samp", "E_2_2": "samp", "E_3": "samp"}
+def network_of_checkpoint(prefix):
+    """Which of model/networks.py's builders wrote a checkpoint, read off its variable names
+    (works for the original code's checkpoints too): SAMP has Cholesky heads, VIGOR's SAFA with
+    offsets has the offset MLP (fc_delta), plain SAFA has neither."""
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    if any("cholesky_block" in name for name in names):
+        return "samp"
+    if any(name.startswith("fc_delta") or "/fc_delta" in name for name in names):
+        return "safa_offset"
+    return "safa"
 
 
-def restore_network(cfg, checkpoint, network):
-    """A ScanNetwork of `network` ('safa', 'safa_offset', 'samp') with a checkpoint's weights;
+def restore_network(cfg, prefix, network):
+    """A ScanNetwork of `network` ('safa', 'safa_offset', 'samp') holding a checkpoint's weights;
     close its session when done."""
     graph = tf.Graph()
     with graph.as_default():
@@ -32,18 +36,8 @@ def restore_network(cfg, checkpoint, network):
         net = getattr(networks, network)(inputs, cfg)
         variables = tf.global_variables()
     sess = tf.Session(graph=graph)
-    ckpt.restore_by_name(sess, variables, checkpoint)
+    ckpt.restore_by_name(sess, variables, prefix)
     return ScanNetwork(sess, inputs, net)
-
-
-def network_of(checkpoint, stage=None, network=None):
-    """The network a checkpoint holds: given, or from its stage (runs/<experiment>/<stage>/<epoch>)."""
-    if network:
-        return network
-    if stage is None:
-        parent = os.path.basename(os.path.dirname(os.path.normpath(checkpoint)))
-        stage = parent if parent in NETWORK_OF_STAGE else None
-    return NETWORK_OF_STAGE.get(stage, "samp")
 
 
 def _located(scanner, sat_order, keep_heatmaps, desc):
@@ -54,22 +48,23 @@ def _located(scanner, sat_order, keep_heatmaps, desc):
     return scan
 
 
-def compute_outputs(cfg, checkpoint, split="test", network=None, stage=None, keep_heatmaps=8, progress=True):
+def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8, progress=True):
     """Everything evaluate.py needs from a checkpoint, as numpy arrays.
 
-    Returns index (the split without unreadable images, see scan.readable_subset; the split
-    itself when all images read), skips (counts), sat_desc, grd_desc (rows of that index),
-    retrieval (its search result, k=1), top1, offsets (in the retrieved tile), offsets_positive
-    (in the true tile: fine localization) and, for SAMP, sigma (of the positive-tile
-    predictions) and a few heatmaps.
+    Returns index (the split without unreadable images, scan.readable_subset; the split itself
+    when every image reads), skips (counts), sat_desc, grd_desc (rows of that index), retrieval
+    (its search result, k=1), top1, offsets (in the retrieved tile), offsets_positive (in the
+    true tile: fine localization) and, for SAMP, sigma (of the positive-tile predictions) and a
+    few heatmaps.
     """
-    network = network_of(checkpoint, stage, network)
+    prefix = ckpt.checkpoint_prefix(checkpoint)
+    network = network or network_of_checkpoint(prefix)
     train, test = load_splits(cfg)
-    full = test if split == "test" else train
-    restored = restore_network(cfg, ckpt.checkpoint_prefix(checkpoint), network)
+    restored = restore_network(cfg, prefix, network)
     try:
-        scanner = Scanner(restored, build_loader(cfg), full, int(cfg.validation.scan_batch),
-                          workers=int(cfg.data.workers), on_bad_sample=cfg.data.on_bad_sample, progress=progress)
+        scanner = Scanner(restored, build_loader(cfg), test if split == "test" else train,
+                          cfg.validation.scan_batch, workers=cfg.data.workers,
+                          on_bad_sample=cfg.data.on_bad_sample, progress=progress)
         described = descriptor_pass(scanner)
         index = described.readable
         sat_desc, grd_desc = described.readable_sat, described.readable_grd

@@ -8,7 +8,7 @@ so the training graph (finalised) needs no extra ops.
 Units: offsets in VIGOR's 640-pixel delta convention (row = 320 + d0, column = 320 - d1),
 whatever the network's input size; Sigma over (d0, d1) in 640-pixel units, so that
 `delta_true - delta_pred` is the error it describes; uncertainty (the sum of the ellipse axes,
-as SAMP's get_uncertainty) in 640-pixel units.
+as SAMP's get_uncertainty) in 640-pixel units (docs/FAITHFULNESS.md T11, T13).
 
 Skip mode (`data.on_bad_sample: skip`): an unreadable image is counted, its row is flagged in
 `ScanResult.bad` and its values are zero. `readable_subset` then says what that means for
