@@ -109,10 +109,10 @@ def test_skip_mode_validation_leaves_out_a_broken_test_image(city, tmp_path):
     root, test, bad_grd, bad_sat = broken_copy(city, tmp_path)
     cfg = tiny_config(root, str(tmp_path / "runs"), "data.on_bad_sample=skip", "stages.E_1a.batch_size=4")
     trainer = Trainer(cfg, train_first_E_1.E_1a, show_progress=False)
-    trainer.build_graph()
-    with tf.Session(graph=trainer.graph) as sess:
+    parts = trainer.build_graph()
+    with tf.Session(graph=parts.graph) as sess:
         trainer.sess = sess
-        sess.run(trainer.init_op)
+        sess.run(parts.init_op)
         record = trainer.validate(1)
         described = trainer.descriptors(trainer.test_index)
         with pytest.raises(DataError, match=re.escape(os.path.basename(test.sat_paths[bad_sat]))):
@@ -136,3 +136,31 @@ def test_skip_mode_validation_leaves_out_a_broken_test_image(city, tmp_path):
     subset, sat_rows, grd_rows = readable_subset(test, ~np.any(described.sat, axis=1), ~np.any(described.grd, axis=1))
     np.testing.assert_array_equal(subset.labels, labels)
     assert validate_top_blocked(described.grd[grd_rows], described.sat[sat_rows], subset.labels) == pytest.approx(expected)
+
+
+def test_evaluate_a_checkpoint_searches_once(samp, tmp_path, monkeypatch):
+    import evaluate
+    from utils.evaluation import inference, report, retrieval
+    cfg, network, _ = samp
+    with network.sess.graph.as_default():
+        tf.train.Saver().save(network.sess, str(tmp_path / "1" / "model.ckpt"))
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return retrieval.search(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "search", counted)
+    monkeypatch.setattr(report, "search", counted)
+    sets = [x for item in TINY + [f"data.root={cfg.data.root}"] for x in ("--set", item)]
+    evaluate.main(["--checkpoint", str(tmp_path / "1"), "--config", "configs/demo.yaml",
+                   "--out", str(tmp_path / "eval")] + sets)
+    _, test = load_splits(cfg)
+    with open(tmp_path / "eval" / "results.json") as f:
+        results = __import__("json").load(f)
+    described = descriptor_pass(Scanner(network, build_loader(cfg), test, batch_size=7))
+    expected = validate_top(described.grd, described.sat, test.labels)
+    assert calls == [described.grd.shape]
+    assert (results["retrieval"]["top1_percent"], results["retrieval"]["top1"], results["retrieval"]["top5"],
+            results["retrieval"]["hit_rate"]) == pytest.approx(expected)
+    assert results["calibration"]["count"] == test.num_grd
