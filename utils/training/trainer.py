@@ -20,7 +20,7 @@ from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt
+from utils.training import checkpoints as ckpt, records
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 
@@ -178,6 +178,7 @@ class Trainer:
             f.write(text + "\n")
 
     def run(self):
+        records.write_record(self.run_dir, self.cfg)
         self.build_graph()
         self.writer = tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
         previous_handler = self._catch_sigterm()
