@@ -1,6 +1,5 @@
 """SliceMatch's corrected VIGOR labels as they ship them (real lines, tests/fixtures/slicematch),
 in both layouts their README allows, and the dataset check's figures on them."""
-import math
 import os
 import shutil
 

@@ -15,13 +15,13 @@ Images (--images): every tile and panorama the splits use is checked, on worker 
 empty, truncated (a JPEG without its end marker, a PNG without IEND) and undecodable files.
 """
 import argparse
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
+from utils.data.dataset import image_problem
 from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP, delta_to_gps, gps2distance, gps_to_delta
 
 MISMATCH_RATIO = 1.5     # the configured resolution's median error over the best candidate's ...
@@ -124,28 +124,6 @@ def warn_on_labels(cfg, train, test):
 
 
 # ---------------------------------------------------------------- images
-def image_problem(path):
-    """None for a readable image, else what is wrong with it."""
-    import cv2
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        return "is missing"
-    if size == 0:
-        return "is empty"
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        handle.seek(max(0, size - 32))
-        tail = handle.read()
-    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
-        return "is truncated (no JPEG end marker)"
-    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
-        return "is truncated (no PNG IEND chunk)"
-    if cv2.imread(str(path)) is None:
-        return "cannot be decoded"
-    return None
-
-
 def image_problems(paths, workers=4, progress=True):
     """[(path, problem)] of the unreadable images among `paths`, checked on `workers` threads."""
     paths = list(dict.fromkeys(str(p) for p in paths))

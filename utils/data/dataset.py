@@ -292,7 +292,7 @@ def check_images(index, problems_mode="error", decode=False):
     for paths, source, kind in ((index.sat_paths, index.sat_source, "tile"),
                                 (index.grd_paths, index.grd_source, "panorama")):
         for i, path in enumerate(paths):
-            reason = _image_problem(path, decode)
+            reason = image_problem(path, decode)
             if reason is None:
                 continue
             if problems_mode == "error":
@@ -302,13 +302,24 @@ def check_images(index, problems_mode="error", decode=False):
     return bad
 
 
-def _image_problem(path, decode):
+def image_problem(path, decode=True):
+    """None for a readable image, else what is wrong with it: missing, empty, truncated (a JPEG
+    without its end marker, a PNG without IEND: the last bytes are read), or, with `decode`,
+    undecodable by OpenCV."""
     try:
         size = os.path.getsize(path)
     except OSError:
         return "is missing"
     if size == 0:
         return "is empty"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(max(0, size - 32))
+        tail = handle.read()
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return "is truncated (no JPEG end marker)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "is truncated (no PNG IEND chunk)"
     if decode:
         import cv2
         if cv2.imread(str(path)) is None:
