@@ -149,3 +149,32 @@ def test_image_check_finds_missing_empty_truncated_and_undecodable(tmp_path):
     assert {os.path.basename(p): r for p, r in found.items()} == {
         "truncated.jpg": "is truncated (no JPEG end marker)", "truncated.png": "is truncated (no PNG IEND chunk)",
         "empty.jpg": "is empty", "garbage.png": "cannot be decoded", "missing.jpg": "is missing"}
+
+
+def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_side, tmp_path):
+    import evaluate
+    import train_first_E_1
+    from utils.training.stage import stage_dir
+    from utils.training.trainer import run_stage
+    # VIGOR's images are not redistributable: small stand-ins at the paths the real lines name
+    train, test = load(side_by_side)
+    rng = np.random.default_rng(0)
+    for paths, shape in ((np.union1d(train.sat_paths, test.sat_paths), (64, 64, 3)),
+                         (np.union1d(train.grd_paths, test.grd_paths), (32, 64, 3))):
+        for path in paths:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            cv2.imwrite(path, rng.integers(0, 256, shape, dtype=np.uint8))
+    sets = [f"data.root={side_by_side}", f"runs_dir={tmp_path / 'runs'}", f"data.train_cities={list(CITIES)}",
+            f"data.test_cities={list(CITIES)}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
+            "model.vgg16_npy=random", "model.vgg_width=0.125", "validation.scan_batch=32",
+            "stages.E_1a.batch_size=2", "stages.E_1a.steps_per_epoch=1", "stages.E_1a.epochs=1"]
+    cfg = load_config("configs/vigor_same_area_corrected.yaml", sets)
+    record = run_stage(train_first_E_1.E_1a, cfg, show_progress=False)[-1]
+    assert 0 <= record["top1"] <= record["top5"] <= 1
+    evaluate.main(["--checkpoint", os.path.join(stage_dir(cfg, "E_1a"), "1"), "--out", str(tmp_path / "eval")])
+    import json
+    with open(tmp_path / "eval" / "results.json") as f:
+        results = json.load(f)
+    assert results["num_queries"] == test.num_grd and "corrected labels" in results["dataset"]
+    assert results["meters_per_pixel"] == {"min": CORRECTED_MPP["Seattle"], "max": CORRECTED_MPP["NewYork"]}
+    assert results["retrieval"]["top1"] == pytest.approx(record["top1"])
