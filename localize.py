@@ -8,8 +8,8 @@
 build cuts the raster (any CRS rasterio reads) into VIGOR-named tiles with tiles.csv / tiles.geojson;
 index stores the checkpoint's tile descriptors (and a faiss index); query writes a GeoJSON in WGS84
 with the top-k tiles, each tile's offset and Gaussian, and the fused position with its 1 and 2
-sigma ellipses. --joint localizes the panoramas together from a CSV of their relative positions
-(columns panorama, east_m, north_m: metres from any common point).
+sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
+positions (columns panorama, east_m, north_m: metres from any common point).
 """
 import argparse
 import csv
@@ -105,12 +105,11 @@ def command_query(args):
         results = Localizer(model, db, index, settings).localize_all(args.panoramas)
     finally:
         model.close()
-    if offsets is not None:
-        results = joint_results(results, offsets)
-    write_geojson(args.out, db, results)
+    joint = joint_results(results, offsets) if offsets is not None else None
+    write_geojson(args.out, db, results, joint)
     if args.figures:
-        write_figures(args.figures, db, results)
-    for result in results:
+        write_figures(args.figures, db, joint or results)
+    for result in results + (joint or []):
         lng, lat = db.frame.metric_to_lonlat(result.fused.mean)
         major = np.sqrt(np.linalg.eigvalsh(result.fused.cov)[1])
         print(f"{os.path.basename(result.path)}: {lat:.7f}, {lng:.7f} (1 sigma {major:.1f} m, "

@@ -95,9 +95,10 @@ def find_mode(mixtures, shifts=None):
 
 
 def local_covariance(mix, x):
-    """Moment-matched covariance of the components, weighted by their responsibility at x."""
+    """Moment-matched covariance of the components, weighted by their responsibility at x: the
+    panorama's local Gaussian there (the spread of agreeing votes widens it)."""
     r = responsibilities(mix, x)
-    spread = mix.means - x
+    spread = mix.means - r @ mix.means
     return np.einsum("k,kij->ij", r, mix.covs) + np.einsum("k,ki,kj->ij", r, spread, spread)
 
 

@@ -6,6 +6,7 @@ Per panorama (properties.panorama names its file), features of kind:
   tile_ellipse   that Gaussian's 1-sigma ellipse (Polygon)
   fused          the fused position (Point), its covariance and a confidence in [0, 1]
   fused_ellipse  its 1- and 2-sigma ellipses (Polygons)
+(with --joint, a second fused Point and its ellipses have method "joint").
 Covariances are in square metres over (east, north) of the database's metric frame.
 """
 import json
@@ -62,11 +63,15 @@ def fused_features(db, result, name):
     return features
 
 
-def write_geojson(path, db, results):
+def write_geojson(path, db, results, joint=None):
+    """results: one per panorama; joint: the same panoramas localized together (their fused
+    features are added, method "joint")."""
     features = []
-    for result in results:
+    for n, result in enumerate(results):
         name = os.path.basename(result.path)
         features += tile_features(db, result, name) + fused_features(db, result, name)
+        if joint is not None:
+            features += fused_features(db, joint[n], name)
     collection = {"type": "FeatureCollection", "features": features,
                   "metric_frame": db.frame.metric_label, "database": os.path.abspath(db.root)}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
