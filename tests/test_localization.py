@@ -324,3 +324,35 @@ def check_query_output(collection, db, panoramas, method):
             assert np.allclose(radius, ellipse["properties"]["sigma"] ** 2, rtol=1e-3)
         fused_points.append(point)
     return fused_points
+
+
+def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, checkpoint, tmp_path):
+    """The tiny checkpoint with one aerial-branch weight set to NaN, run for real on the city's tiles."""
+    import tensorflow.compat.v1 as tf
+    from utils.config import load_config
+    from utils.localization.predict import LocalizationModel
+    from utils.training.checkpoints import checkpoint_prefix
+    prefix = checkpoint_prefix(checkpoint)
+    broken = tmp_path / "E_2_1" / "1"
+    broken.mkdir(parents=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        names = [name for name, _ in tf.train.list_variables(prefix)]
+        poisoned = "spatial_sat/biases2"      # after the last ReLU (which would turn a NaN into 0)
+        assert poisoned in names, names
+        for name in names:
+            value = tf.train.load_variable(prefix, name)
+            if name == poisoned:
+                value = np.full_like(value, np.nan)
+            tf.Variable(value, name=name)
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(broken / "model.ckpt"), write_meta_graph=False)
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), tiny_overrides(city))
+    model = LocalizationModel(cfg, str(broken))
+    tiles = sorted(os.listdir(os.path.join(city, "NewYork", "satellite")))[:5]
+    try:
+        with pytest.raises(CheckpointError, match=r"NaN or infinite descriptors for 5 of 5 tiles"):
+            model.tile_descriptors([os.path.join(city, "NewYork", "satellite", t) for t in tiles], progress=False)
+    finally:
+        model.close()

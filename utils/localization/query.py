@@ -14,20 +14,21 @@ from utils.localization.rerank import reference_graph, spatial_rerank
 
 
 @dataclass
-class Settings:
-    top_k: int = 5
-    temperature: float = 0.05
-    sigma_scale: float = 1.0
-    min_sigma_m: float = 2.0
-    fixed_sigma_m: float = 10.0
-    rerank: str = "none"
-    rerank_candidates: int = 20
-    rerank_weight: float = 0.5
-    size_tolerance: float = 0.1
+class Settings:                    # the `localize:` section of the config (configs/default.yaml)
+    top_k: int
+    temperature: float
+    sigma_scale: float
+    min_sigma_m: float
+    fixed_sigma_m: float
+    rerank: str
+    rerank_candidates: int
+    rerank_weight: float
+    size_tolerance: float
 
     @classmethod
     def from_config(cls, cfg):
-        settings = cls(**{key: type(getattr(cls, key))(value) for key, value in dict(cfg.localize).items()})
+        types = cls.__annotations__
+        settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()})
         if settings.rerank not in ("none", "spatial"):
             raise ConfigError(f"localize.rerank is '{settings.rerank}': use none or spatial")
         if settings.top_k < 1 or settings.temperature <= 0:
