@@ -102,7 +102,7 @@ def command_query(args):
     try:
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
         index = load_index(db, model.checkpoint)
-        results = Localizer(model, db, index, settings).localize_all(args.panoramas)
+        results = Localizer(model, db, index, settings).localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
     finally:
         model.close()
     joint = joint_results(results, offsets) if offsets is not None else None

@@ -32,7 +32,7 @@ from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.localization.query import Localizer, Settings, joint_results  # noqa: E402
 from utils.training import checkpoints as ckpt  # noqa: E402
-from utils.training.trainer import stage_dir  # noqa: E402
+from utils.training.stage import stage_dir  # noqa: E402
 
 THRESHOLDS = (10.0, 25.0)
 

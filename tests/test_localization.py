@@ -244,7 +244,8 @@ def checkpoint(city, tmp_path_factory):
     import train_second_E_2_1
     from utils.config import load_config
     from utils.training import checkpoints as ckpt
-    from utils.training.trainer import run_stage, stage_dir
+    from utils.training.stage import stage_dir
+    from utils.training.trainer import run_stage
     runs = str(tmp_path_factory.mktemp("runs"))
     overrides = tiny_overrides(city) + [f"runs_dir={runs}", "stages.E_2_1.init_from=null",
                                         "stages.E_2_1.batch_size=4", "stages.E_2_1.steps_per_epoch=2",

@@ -1,23 +1,18 @@
-"""A checkpoint's outputs for localization, through the evaluation's Predictor: tile and panorama
-descriptors, and each tile's offset and Gaussian for one panorama (delta convention, 640 px)."""
+"""A checkpoint's outputs for localization, through the evaluation's one scan
+(utils/evaluation/scan.py): tile and panorama descriptors, and the offset and Gaussian of each
+panorama in each of its retrieved tiles (delta convention, 640 px)."""
 import os
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from utils.data.dataset import DataError
+from utils.data.dataset import DataError, SplitIndex
 from utils.data.splits import build_loader
-from utils.evaluation.inference import NETWORK_OF_STAGE, Predictor
+from utils.evaluation.inference import network_of_checkpoint, restore_network
+from utils.evaluation.scan import Scanner
 from utils.training.checkpoints import CheckpointError, checkpoint_prefix
 
 PANORAMA_RATIO_TOLERANCE = 0.01
-
-
-def network_of_checkpoint(checkpoint):
-    """runs/<experiment>/<stage>/<epoch>: the stage names the network; anything else is SAMP."""
-    parent = os.path.basename(os.path.dirname(os.path.normpath(checkpoint)))
-    return NETWORK_OF_STAGE.get(parent, "samp")
 
 
 def require_finite(array, what, count_of):
@@ -43,43 +38,51 @@ def read_panorama(path):
     return image
 
 
+def scan_index(tile_paths, panorama_paths, name):
+    """A SplitIndex of tiles and panoramas without labels, for the scan."""
+    s, n = len(tile_paths), len(panorama_paths)
+    return SplitIndex(sat_paths=np.asarray(tile_paths, dtype=str), sat_gps=np.zeros((s, 2)),
+                      sat_city=np.full(s, ""), grd_paths=np.asarray(panorama_paths, dtype=str),
+                      grd_gps=np.zeros((n, 2)), grd_city=np.full(n, ""), labels=np.zeros((n, 4), np.int64),
+                      deltas=np.zeros((n, 4, 2)), meters_per_pixel=np.zeros(s), name=name)
+
+
 class LocalizationModel:
     """One checkpoint restored once; images are prepared as in training (utils/data/prefetch)."""
 
     def __init__(self, cfg, checkpoint):
         self.checkpoint = os.path.abspath(checkpoint_prefix(checkpoint))
-        self.network = network_of_checkpoint(checkpoint)
-        self.predictor = Predictor(cfg, self.checkpoint, self.network)
+        self.network = network_of_checkpoint(self.checkpoint)
+        self.restored = restore_network(cfg, self.checkpoint, self.network)
         self.loader = build_loader(cfg)
-        self.batch = int(cfg.validation.scan_batch)
+        self.batch, self.workers = int(cfg.validation.scan_batch), int(cfg.data.workers)
 
     def close(self):
-        self.predictor.close()
+        self.restored.sess.close()
+
+    def _scanner(self, index, progress):
+        return Scanner(self.restored, self.loader, index, self.batch, workers=self.workers, progress=progress)
 
     def tile_descriptors(self, paths, progress=True):
-        parts = []
-        for start in tqdm(range(0, len(paths), self.batch), desc="tile descriptors", disable=not progress,
-                          leave=False):
-            images = np.stack([self.loader.load_sat(p) for p in paths[start:start + self.batch]])
-            parts.append(self.predictor.sat_descriptors(images))
-        return _unit(require_finite(np.concatenate(parts), "descriptors", "tiles"))
+        scan = self._scanner(scan_index(paths, [], "reference tiles"), progress).tiles()
+        return _unit(require_finite(scan.values["desc"], "descriptors", "tiles"))
 
-    def panorama_input(self, path):
-        read_panorama(path)                       # readable and 2:1, or a clear error
-        return self.loader.load_grd(path)
+    def panorama_descriptors(self, paths, progress=False):
+        for path in paths:
+            read_panorama(path)                     # readable and 2:1, or a clear error
+        scan = self._scanner(scan_index([], paths, "query panoramas"), progress).panoramas()
+        return _unit(require_finite(scan.values["desc"], "descriptors", "panoramas"))
 
-    def panorama_descriptors(self, images):
-        return _unit(require_finite(self.predictor.grd_descriptors(np.stack(images)), "descriptors", "panoramas"))
-
-    def tile_outputs(self, tile_paths, panorama):
-        """offsets (k, 2), sigma (k, 2, 2) or None, heatmap (k, H, W) or None of one panorama in k tiles."""
-        sat = np.stack([self.loader.load_sat(p) for p in tile_paths])
-        grd = np.repeat(panorama[None], len(tile_paths), axis=0)
-        out = self.predictor.pair_outputs(sat, grd)
-        require_finite(out["offsets"], "offsets", "tiles")
-        if "sigma" in out:
-            require_finite(out["sigma"], "Sigma", "tiles")
-        return out["offsets"], out.get("sigma"), out.get("heatmap")
+    def tile_outputs(self, tile_paths, panorama_paths, keep_heatmaps=0, progress=False):
+        """Panorama i in tile i: offsets (n, 2), sigma (n, 2, 2) or None, heatmaps (first keep_heatmaps) or None."""
+        if not self.restored.localizes:
+            return np.zeros((len(tile_paths), 2)), None, None
+        scanner = self._scanner(scan_index(tile_paths, panorama_paths, "query pairs"), progress)
+        scan = scanner.pairs(np.arange(len(tile_paths)), keep_heatmaps=keep_heatmaps, desc="offsets")
+        require_finite(scan.values["offsets"], "offsets", "tile predictions")
+        if "sigma" in scan.values:
+            require_finite(scan.values["sigma"], "Sigma", "tile predictions")
+        return scan.values["offsets"], scan.values.get("sigma"), scan.extra.get("heatmaps")
 
 
 def _unit(descriptors):

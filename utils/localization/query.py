@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from utils.config import ConfigError
 from utils.localization import fusion
@@ -77,11 +76,24 @@ class Localizer:
             similarities = self.index.similarity(descriptor[None], ids)[0].astype(np.float64)
         return ids[:s.top_k], similarities[:s.top_k]
 
-    def localize(self, path):
-        panorama = self.model.panorama_input(path)
-        descriptor = self.model.panorama_descriptors([panorama])[0]
-        ids, similarities = self.retrieve(descriptor)
-        deltas, sigmas, heatmaps = self.model.tile_outputs([self.db.tile_path(i) for i in ids], panorama)
+    def localize_all(self, paths, progress=True, keep_heatmaps=False):
+        """One PanoramaResult per panorama; the network runs in batches over all of them."""
+        paths = [str(p) for p in paths]
+        retrieved = [self.retrieve(d) for d in self.model.panorama_descriptors(paths, progress)]
+        tiles = [self.db.tile_path(t) for ids, _ in retrieved for t in ids]
+        panoramas = [p for p, (ids, _) in zip(paths, retrieved) for _ in ids]
+        deltas, sigmas, heatmaps = self.model.tile_outputs(tiles, panoramas, len(tiles) if keep_heatmaps else 0,
+                                                           progress)
+        results, start = [], 0
+        for path, (ids, similarities) in zip(paths, retrieved):
+            rows = slice(start, start + len(ids))
+            start += len(ids)
+            results.append(self._result(path, ids, similarities, deltas[rows],
+                                        None if sigmas is None else sigmas[rows],
+                                        None if heatmaps is None else heatmaps[rows]))
+        return results
+
+    def _result(self, path, ids, similarities, deltas, sigmas, heatmaps):
         means = np.stack([self.db.delta_to_metric(t, d) for t, d in zip(ids, deltas)])
         if sigmas is None:
             covs = np.repeat((self.settings.fixed_sigma_m ** 2 * np.eye(2))[None], len(ids), axis=0)
@@ -95,11 +107,8 @@ class Localizer:
                               sigma_delta=None if sigmas is None else sigmas[r], mean=mixture.means[r],
                               cov=mixture.covs[r], heatmap=None if heatmaps is None else heatmaps[r])
                  for r, t in enumerate(ids)]
-        return PanoramaResult(path=str(path), tiles=tiles, mixture=mixture, fused=fusion.fuse(mixture),
+        return PanoramaResult(path=path, tiles=tiles, mixture=mixture, fused=fusion.fuse(mixture),
                               top1=fusion.top1(mixture))
-
-    def localize_all(self, paths, progress=True):
-        return [self.localize(p) for p in tqdm(paths, desc="panoramas", disable=not progress, leave=False)]
 
 
 def joint_results(results, offsets):
