@@ -3,11 +3,17 @@ of the top-k tiles with each tile's estimate and the fused position's 1 and 2 si
 import os
 import re
 
-import numpy as np
-from matplotlib.patches import Polygon, Rectangle
+import matplotlib
 
-from utils.evaluation import plots
-from utils.localization.fusion import ellipse
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Polygon, Rectangle  # noqa: E402
+
+from utils.evaluation import plots  # noqa: E402
+from utils.localization.fusion import ellipse  # noqa: E402
+
+RANK_COLOURS = ("c", "m", "g", "r", "b", "y", "tab:orange", "tab:brown", "tab:purple", "k")
 
 
 def top1_figure(path, db, result):
@@ -20,12 +26,12 @@ def top1_figure(path, db, result):
 
 def map_figure(path, db, result, truth=None):
     """Top-k footprints (numbered by rank) around the fused estimate, in metres of the metric frame."""
-    figure, axis = plots.plt.subplots(figsize=(5.6, 5.6))
+    figure, axis = plt.subplots(figsize=(5.6, 5.6))
     origin = result.fused.mean
     for t in result.tiles:
         centre = db.centres[t.tile] - origin
         half = db.width_m[t.tile] / 2.0
-        colour = plots._COLOURS[t.rank % len(plots._COLOURS)]
+        colour = RANK_COLOURS[t.rank % len(RANK_COLOURS)]
         axis.add_patch(Rectangle(tuple(centre - half), 2 * half, 2 * half, fill=False, color=colour,
                                  linewidth=1.0 + 2.0 * t.weight))
         axis.text(*(centre + [-half + 2, half - 6]), f"{t.rank + 1}: w={t.weight:.2f}", color=colour, fontsize=8)
@@ -48,7 +54,10 @@ def map_figure(path, db, result, truth=None):
     axis.legend(loc="lower left", fontsize=8)
     axis.set_title(f"{os.path.basename(result.path)}: top-{len(result.tiles)} tiles", fontsize=9)
     figure.tight_layout()
-    return plots._save(figure, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def write_figures(out_dir, db, results):
