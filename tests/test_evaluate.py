@@ -9,7 +9,7 @@ import compare
 import evaluate
 from utils.config import load_config
 from utils.data.dataset import SplitIndex
-from utils.evaluation.localization import predicted_gps, true_offsets
+from utils.evaluation.summaries import predicted_gps, true_offsets
 from utils.evaluation.report import evaluate_outputs
 from utils.metrics import gps2distance
 
