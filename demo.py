@@ -29,15 +29,15 @@ STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
 
 
-def evaluate_stage(cfg, stage_name, out_root):
+def evaluate_stage(cfg, stage, out_root):
     from utils.evaluation.inference import compute_outputs
+    stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
-    outputs = compute_outputs(cfg, path, stage=stage_name, progress=False)
-    _, test = load_splits(cfg)
-    return evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
+    outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
+    return evaluate_outputs(outputs["index"], outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
                             offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
                             heatmaps=outputs.get("heatmaps"), out_dir=os.path.join(out_root, stage_name),
-                            name=f"SAMP {stage_name}")
+                            name=f"SAMP {stage_name}", found=outputs["retrieval"], skipped=outputs["skips"])
 
 
 def baseline_rows(cfg, out_root):
@@ -85,7 +85,7 @@ def main(argv=None):
     rows = [("chance (random descriptors)", baseline_rows(cfg, out_root))]
     for stage in STAGES:
         print(f"== evaluating {stage.name}", flush=True)
-        rows.append((stage.name, evaluate_stage(cfg, stage.name, out_root)))
+        rows.append((stage.name, evaluate_stage(cfg, stage, out_root)))
     text = table(rows)
     print()
     print(text)

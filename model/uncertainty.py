@@ -17,7 +17,7 @@ _BLOCK_NAME = re.compile(r"cholesky_block(_\d+)?$")
 _REPLICA_SCOPE = re.compile(r"replica_\d+/")
 
 
-def cholesky_head_names(index):
+def cholesky_head_names(index):  # docs/FAITHFULNESS.md, M17
     """Keras' automatic names of the index-th CholeskyBlock of a graph and its two Dense layers:
     (cholesky_block, dense, dense_1), (cholesky_block_1, dense_2, dense_3), ..."""
     def numbered(base, i):
@@ -43,13 +43,24 @@ def elu_plus(x):
     return tf.nn.elu(x) + 1.0
 
 
-def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True):
+def initial_sigma_bias(sigma_px, off_diagonal=0.05):
+    """Output bias that makes a fresh head start at L = [s, off_diagonal, s] (Sigma ~ s^2 I) instead
+    of elu(0) + 1 = 1: the inverse of elu(x) + 1 per entry (docs/FAITHFULNESS.md, T14)."""
+    def inverse(y):
+        return y - 1.0 if y >= 1.0 else float(np.log(y))
+    return [inverse(sigma_px), inverse(off_diagonal), inverse(sigma_px)]
+
+
+def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True, initial_sigma_px=None):
     """L (B, 3) from the bottleneck (B, D): Dense(hidden, sigmoid) -> Dense(3) -> elu + 1.
 
-    Dense layers use Keras' defaults: glorot-uniform kernel, zero bias. With index=None the
+    Dense layers use Keras' defaults: glorot-uniform kernel, zero bias (the original);
+    initial_sigma_px=s starts the output bias at L = [s, 0.05, s] instead. With index=None the
     head takes the next Keras-style number in this graph (the first call builds
     `cholesky_block/dense*`, the second `cholesky_block_1/dense_2, dense_3`).
     """
+    output_bias = (tf.zeros_initializer() if initial_sigma_px is None
+                   else tf.constant_initializer(initial_sigma_bias(initial_sigma_px)))
     if index is None:
         index = _heads_in_graph()
     block, hidden_name, output_name = cholesky_head_names(index)
@@ -60,7 +71,7 @@ def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True):
                          tf.zeros_initializer(), activation=tf.nn.sigmoid, trainable=trainable,
                          kernel_name="kernel", bias_name="bias")
         coefficients = layers.dense(x, 3, output_name, layers.glorot_uniform(),
-                                    tf.zeros_initializer(), trainable=trainable,
+                                    output_bias, trainable=trainable,
                                     kernel_name="kernel", bias_name="bias")
     return elu_plus(coefficients)
 
@@ -77,7 +88,7 @@ def get_sigma(L):
     return tf.matmul(lower, lower, transpose_b=True)
 
 
-def get_sigma_inverse(L):
+def get_sigma_inverse(L):  # docs/FAITHFULNESS.md, M20
     """Sigma^-1 = L^-T L^-1 (B, 2, 2), from the triangular inverse: no determinant cancellation."""
     l0, l1, l2 = _cholesky_entries(L)
     zeros = tf.zeros_like(l0)
@@ -86,7 +97,7 @@ def get_sigma_inverse(L):
     return tf.matmul(inv_lower, inv_lower, transpose_a=True)
 
 
-def get_log_det_sigma(L):
+def get_log_det_sigma(L):  # docs/FAITHFULNESS.md, M20
     """log det Sigma = 2 log |l0 l2|."""
     l0, _, l2 = _cholesky_entries(L)
     return 2.0 * tf.log(tf.abs(l0 * l2))
@@ -106,7 +117,7 @@ def ellipse_axes(Sigma):
     return 2.0 * tf.sqrt(tf.maximum(major, 0.0)), 2.0 * tf.sqrt(tf.maximum(minor, 0.0))
 
 
-def get_uncertainty(L):
+def get_uncertainty(L):  # closed form of the original's eigvals (docs/FAITHFULNESS.md, M19)
     """Sum of the ellipse axes of Sigma = L L^T, (B,).
 
     Uses sqrt(l_max) + sqrt(l_min) = sqrt(trace + 2 sqrt(det)), with trace = l0^2 + l1^2 + l2^2
@@ -118,7 +129,7 @@ def get_uncertainty(L):
     return 2.0 * tf.sqrt(trace + 2.0 * tf.abs(l0 * l2))
 
 
-def get_spatial_mean(htp):
+def get_spatial_mean(htp):  # docs/FAITHFULNESS.md, M21
     """Heatmap-weighted mean position of (B, H, W, 1) heatmaps: (row_mean, col_mean), each (B,).
 
     SAMP calls them (x_pts, y_pts); x runs down the rows (VIGOR's delta[0] axis).
