@@ -13,6 +13,7 @@ from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import search
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.training import checkpoints as ckpt
+from utils.training.distribute import Distribution, ShardedSession
 
 
 def network_of_checkpoint(prefix):
@@ -30,13 +31,18 @@ def network_of_checkpoint(prefix):
 def restore_network(cfg, prefix, network):
     """A ScanNetwork of `network` ('safa', 'safa_offset', 'samp') holding a checkpoint's weights;
     close its session when done."""
+    dist = Distribution(cfg)  # under a strategy each replica scans its slice of every batch
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), dist.scope():
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0, with_semi=network != "safa")
-        net = getattr(networks, network)(inputs, cfg)
+        build = getattr(networks, network)
+        net = dist.first_replica(dist.replicate(lambda: dist.gather_outputs(build(dist.shard_inputs(inputs), cfg))))
         variables = tf.global_variables()
-    sess = tf.Session(graph=graph)
-    ckpt.restore_by_name(sess, variables, prefix)
+    sess = dist.session(graph)
+    with graph.as_default():
+        ckpt.restore_by_name(sess, variables, prefix)
+    if dist.enabled:
+        sess = ShardedSession(sess, dist, -(-cfg.validation.scan_batch // dist.replicas) * dist.replicas)
     return ScanNetwork(sess, inputs, net)
 
 

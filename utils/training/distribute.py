@@ -261,7 +261,9 @@ class Distribution:
 
     # ---------------------------------------------------------------- faults
     def lost_worker_message(self, error, stage_name, run_dir):
-        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        telling = [line for line in lines if any(w in line.lower() for w in ("socket", "connect", "peer", "task", "unavailable"))]
+        detail = (telling or lines or [""])[0][:200]
         return (f"{stage_name}: {self.worker} lost contact with another worker ({type(error).__name__}: "
                 f"{detail}); stopped. A worker died or the network failed. What was saved is kept in "
                 f"{run_dir}: start every worker again with the same command and --resume to continue from "
@@ -289,6 +291,9 @@ class ShardedSession:
         length, size = lengths.pop(), self.batch_size
         parts = [self.session.run(fetches, self._chunk(feed, start, size), **kwargs) for start in range(0, length, size)]
         return tf.nest.map_structure(lambda *chunks: _joined(chunks, size, length), *parts)
+
+    def close(self):
+        self.session.close()
 
     @staticmethod
     def _chunk(feed, start, size):
