@@ -139,6 +139,16 @@ def _semi_closer_than_positive(label_scores: np.ndarray, labels: np.ndarray,
     return np.count_nonzero(closer, axis=1)
 
 
+def _rank_non_finite_last(label_scores, ranks, hit_ranks, rows, num_refs):
+    """A label whose similarity is NaN or infinite ranks behind every reference: never a hit.
+    `ranks` is written in place (a view of the rows' ranks); `hit_ranks` at `rows`."""
+    broken = ~np.isfinite(label_scores)
+    if np.any(broken):
+        ranks[broken] = num_refs
+        if hit_ranks is not None:
+            hit_ranks[rows] = np.where(broken[:, 0], num_refs, hit_ranks[rows])
+
+
 def _as_labels(labels: Optional[np.ndarray], num_queries: int) -> Optional[np.ndarray]:
     if labels is None:
         return None
@@ -198,6 +208,7 @@ def search(grd: np.ndarray, sat: np.ndarray, labels: Optional[np.ndarray] = None
         tick = time.perf_counter()
         np.matmul(grd[rows], sat_t, out=block)
         product_seconds += time.perf_counter() - tick
+        np.copyto(block, -np.inf, where=np.isnan(block))  # a NaN is never the most similar
         topk[rows], topk_scores[rows] = _topk_rows(block, k_eff)
         if labels is not None:
             label_scores = np.take_along_axis(block, labels[rows], axis=1)
@@ -207,6 +218,7 @@ def search(grd: np.ndarray, sat: np.ndarray, labels: Optional[np.ndarray] = None
             if hit_ranks is not None:
                 hit_ranks[rows] = ranks[rows, 0] - _semi_closer_than_positive(
                     label_scores, labels[rows], thresholds[:, 0])
+            _rank_non_finite_last(label_scores, ranks[rows], hit_ranks, rows, num_refs)
         if progress is not None:
             progress(rows.stop, num_queries)
     if timings is not None:
@@ -265,6 +277,7 @@ def _search_faiss(grd, sat, labels, k, memory_budget, block_rows, progress) -> R
                 if hit_ranks is not None:
                     hit_ranks[q] = ranks[q, 0] - _semi_closer_than_positive(
                         own[None], labels[q:q + 1], thresholds[:1])[0]
+                _rank_non_finite_last(own[None], ranks[q:q + 1], hit_ranks, slice(q, q + 1), num_refs)
         if progress is not None:
             progress(rows.stop, num_queries)
     return RetrievalResult(topk, topk_scores, ranks, hit_ranks, num_refs)
