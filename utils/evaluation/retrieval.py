@@ -262,11 +262,18 @@ def _search_faiss(grd, sat, labels, k, memory_budget, block_rows, progress) -> R
             continue
         queries = np.arange(rows.start, rows.stop)
         approx = np.einsum("qd,qcd->qc", grd32[queries], sat32[labels[queries]])
+        broken = ~np.all(np.isfinite(approx), axis=1)
+        if np.any(broken):  # a NaN label similarity: that query's labels rank last, never a hit
+            ranks[queries[broken]] = num_refs
+            if hit_ranks is not None:
+                hit_ranks[queries[broken]] = num_refs
+            queries, approx = queries[~broken], approx[~broken]
         radius = approx.min(axis=1) - margin
-        for members in np.array_split(queries[np.argsort(radius)],
-                                      max(1, math.ceil(queries.size / group))):
+        for members in np.array_split(queries[np.argsort(radius)], math.ceil(queries.size / group) or 1):
+            if not members.size:
+                continue
             limits, values, ids = index.range_search(grd32[members],
-                                                     float(radius[members - rows.start].min()))
+                                                     float(radius[np.searchsorted(queries, members)].min()))
             for j, q in enumerate(members):
                 found_ids = ids[limits[j]:limits[j + 1]]
                 found_scores = values[limits[j]:limits[j + 1]]
@@ -277,7 +284,6 @@ def _search_faiss(grd, sat, labels, k, memory_budget, block_rows, progress) -> R
                 if hit_ranks is not None:
                     hit_ranks[q] = ranks[q, 0] - _semi_closer_than_positive(
                         own[None], labels[q:q + 1], thresholds[:1])[0]
-                _rank_non_finite_last(own[None], ranks[q:q + 1], hit_ranks, slice(q, q + 1), num_refs)
         if progress is not None:
             progress(rows.stop, num_queries)
     return RetrievalResult(topk, topk_scores, ranks, hit_ranks, num_refs)
