@@ -251,3 +251,49 @@ def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):
     assert run_folder.check_fresh_start(run, resume=True, overwrite=False) == []
     assert run_folder.check_fresh_start(run, resume=False, overwrite=True) == ["1", "2"]
     assert os.listdir(run) == []
+
+
+# ----------------------------------------------------------------------------- where modules meet
+def test_loss_target_convention_round_trips_through_inference():
+    """The heatmap loss puts delta at (s (d0 + 320), s (319 - d1)); inference must invert exactly
+    that, at a side other than 640, for offsets and for Sigma."""
+    from model.losses import heatmap_target
+    from utils.evaluation.inference import heatmap_to_delta, sigma_to_delta
+    rng = np.random.default_rng(5)
+    delta = rng.uniform(-300, 300, (50, 2))
+    for side in (128, 640):
+        row, col = heatmap_target(side, delta)
+        np.testing.assert_allclose(heatmap_to_delta(np.asarray(row), np.asarray(col), side), delta, atol=1e-9)
+    # a Gaussian cloud in delta coordinates, carried to heatmap pixels by the same convention
+    points = rng.multivariate_normal([10.0, -20.0], [[90.0, 30.0], [30.0, 40.0]], 200000)
+    row, col = heatmap_target(128, points)
+    heatmap_sigma = np.cov(np.stack([row, col]))
+    np.testing.assert_allclose(sigma_to_delta(heatmap_sigma[None], 128)[0], np.cov(points.T), rtol=1e-9)
+
+
+def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
+    from utils.data.dataset import SplitIndex
+    from utils.data.geo import Lat_Lng
+    from utils.metrics import true_offsets
+    try:
+        from utils.evaluation.report import evaluate_outputs
+    except ImportError:
+        from evaluate import evaluate_outputs
+    resolution = np.array([0.05, 0.114, 0.2, 0.3, 0.5])  # per tile, none the default alone
+    sat_gps = np.column_stack([40.0 + 0.001 * np.arange(5), np.full(5, -74.0)])
+    delta = np.array([[100.0, -50.0], [-200.0, 120.0], [60.0, 250.0], [-150.0, -150.0], [280.0, 10.0]])
+    grd_gps = np.array([sat_gps[i] - Lat_Lng(sat_gps[i, 0], sat_gps[i, 1], [320 * r, 320 * r]) * delta[i] / 320.0
+                        for i, r in enumerate(resolution)])  # VIGOR's own formula, tile by tile
+    labels = np.stack([np.arange(5), (np.arange(5) + 1) % 5, (np.arange(5) + 2) % 5, (np.arange(5) + 3) % 5], 1)
+    deltas = np.stack([true_offsets(grd_gps, sat_gps, labels[:, c], resolution) for c in range(4)], axis=1)
+    index = SplitIndex(np.array([f"s{i}.png" for i in range(5)]), sat_gps, np.array(["A"] * 5),
+                       np.array([f"g{i}.jpg" for i in range(5)]), grd_gps, np.array(["A"] * 5), labels, deltas,
+                       resolution, "five tiles of five resolutions")
+    descriptors = np.eye(5, 8, dtype=np.float32)
+    results = evaluate_outputs(index, descriptors, descriptors, offsets=delta, offsets_positive=delta + [10.0, 0.0])
+    assert results["retrieval"]["top1"] == 1.0
+    assert results["localization"]["mean"] == pytest.approx(0.0, abs=0.15)
+    # 10 px of the 640-px tile are 10 r metres: 0.5 m on the finest tile, 5 m on the coarsest
+    assert results["fine_localization"]["mean"] == pytest.approx(10 * resolution.mean(), abs=0.1)
+    assert results["positive_tile_centre"]["mean"] == pytest.approx(
+        np.mean(np.linalg.norm(delta, axis=1) * resolution), rel=0.01)
