@@ -20,6 +20,7 @@ import train_second_E_2_2
 import train_third_E_3
 from utils.training import checkpoints as ckpt
 from utils.config import load_config, stage_argument_parser
+from utils.evaluation.report import evaluate_outputs
 from utils.data.splits import load_splits
 from utils.training.trainer import run_stage, stage_dir
 
@@ -28,7 +29,6 @@ STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
 
 
 def evaluate_stage(cfg, stage_name, out_root):
-    from evaluate import evaluate_outputs
     from utils.evaluation.inference import compute_outputs
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
     outputs = compute_outputs(cfg, path, stage=stage_name, progress=False)
@@ -41,7 +41,6 @@ def evaluate_stage(cfg, stage_name, out_root):
 
 def baseline_rows(cfg, out_root):
     """Chance: random descriptors, each panorama placed at the centre of its top-1 tile."""
-    from evaluate import evaluate_outputs
     _, test = load_splits(cfg)
     rng = np.random.default_rng(0)
     sat = rng.normal(size=(len(test.sat_paths), 16)).astype(np.float32)
