@@ -274,11 +274,8 @@ def test_loss_target_convention_round_trips_through_inference():
 def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
     from utils.data.dataset import SplitIndex
     from utils.data.geo import Lat_Lng
-    from utils.metrics import true_offsets
-    try:
-        from utils.evaluation.report import evaluate_outputs
-    except ImportError:
-        from evaluate import evaluate_outputs
+    from utils.evaluation.localization import true_offsets
+    from utils.evaluation.report import evaluate_outputs
     resolution = np.array([0.05, 0.114, 0.2, 0.3, 0.5])  # per tile, none the default alone
     sat_gps = np.column_stack([40.0 + 0.001 * np.arange(5), np.full(5, -74.0)])
     delta = np.array([[100.0, -50.0], [-200.0, 120.0], [60.0, 250.0], [-150.0, -150.0], [280.0, 10.0]])
