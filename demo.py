@@ -22,16 +22,18 @@ from utils.training import checkpoints as ckpt
 from utils.config import load_config, stage_argument_parser
 from utils.evaluation.report import evaluate_outputs
 from utils.data.splits import load_splits
-from utils.training.trainer import run_stage, stage_dir
+from utils.training.stage import stage_dir
+from utils.training.trainer import run_stage
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
 
 
-def evaluate_stage(cfg, stage_name, out_root):
+def evaluate_stage(cfg, stage, out_root):
     from utils.evaluation.inference import compute_outputs
+    stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
-    outputs = compute_outputs(cfg, path, stage=stage_name, progress=False)
+    outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
     _, test = load_splits(cfg)
     return evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
                             offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
@@ -84,7 +86,7 @@ def main(argv=None):
     rows = [("chance (random descriptors)", baseline_rows(cfg, out_root))]
     for stage in STAGES:
         print(f"== evaluating {stage.name}", flush=True)
-        rows.append((stage.name, evaluate_stage(cfg, stage.name, out_root)))
+        rows.append((stage.name, evaluate_stage(cfg, stage, out_root)))
     text = table(rows)
     print()
     print(text)

@@ -49,9 +49,9 @@ def load_index(config_path, resolution=None, overrides=(), split="test"):
     return cfg, (test if split == "test" else train)
 
 
-def outputs_from_checkpoint(cfg, checkpoint, split, stage=None):
+def outputs_from_checkpoint(cfg, checkpoint, split, network=None):
     from utils.evaluation.inference import compute_outputs
-    return compute_outputs(cfg, checkpoint, split=split, stage=stage)
+    return compute_outputs(cfg, checkpoint, split=split, network=network)
 
 
 def _optional_npy(path):
@@ -68,10 +68,13 @@ def main(argv=None):
     parser.add_argument("--offsets", help="offsets (N, 2) in the top-1 tiles; default: DIR/delta*.npy if present")
     parser.add_argument("--offsets-positive", help="offsets (N, 2) in the positive tiles (fine localization)")
     parser.add_argument("--sigma", help="covariances (N, 2, 2) over delta coordinates")
-    parser.add_argument("--resolution", choices=("original", "corrected"),
-                        help="tile resolution: VIGOR's 0.114 m/px or SliceMatch's per city (default: the config's)")
+    parser.add_argument("--resolution", choices=("original", "corrected", "dataset", "auto"),
+                        help="tile resolution: VIGOR's 0.114 m/px, SliceMatch's per city, the dataset's "
+                             "meters_per_pixel.json, or auto (that file if present, else original); "
+                             "default: the config's")
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--stage", help="stage of the checkpoint (E_1a, E_1b, E_2_1, E_2_2, E_3)")
+    parser.add_argument("--network", choices=("safa", "safa_offset", "samp"),
+                        help="network of the checkpoint (default: read off its variable names)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="", help="label of this result in tables and plots")
     parser.add_argument("--out", required=True, help="output folder")
@@ -79,7 +82,7 @@ def main(argv=None):
 
     cfg, index = load_index(args.config, args.resolution, args.overrides, args.split)
     if args.checkpoint:
-        outputs = outputs_from_checkpoint(cfg, args.checkpoint, args.split, args.stage)
+        outputs = outputs_from_checkpoint(cfg, args.checkpoint, args.split, args.network)
         name = args.name or os.path.normpath(args.checkpoint)
     else:
         sat, grd, offsets, offsets_file = load_descriptor_dir(args.descriptors, args.offsets)

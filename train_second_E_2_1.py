@@ -10,7 +10,8 @@ import sys
 from model import networks
 from model.losses import E_loss_2_1, compute_loss
 from utils.config import load_config, stage_argument_parser
-from utils.training.trainer import Stage, run_stage
+from utils.training.stage import Stage
+from utils.training.trainer import run_stage
 
 
 def heatmap_losses(net, inputs, cfg):

@@ -128,7 +128,7 @@ def test_checkpoint_option_is_lazy(monkeypatch, index, tmp_path):
     sat, grd = _descriptors()
     calls = {}
 
-    def fake_outputs(cfg, checkpoint, split, stage=None):
+    def fake_outputs(cfg, checkpoint, split, network=None):
         calls["checkpoint"] = checkpoint
         return {"sat_desc": sat, "grd_desc": grd, "offsets": None}
 
