@@ -55,14 +55,6 @@ def test_retrieval_never_ranks_a_nan_similarity_as_a_hit(backend):
 
 
 # ----------------------------------------------------------------------------- 7: truncated JPEG
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    from utils.data.synthetic_vigor import generate
-    root = tmp_path_factory.mktemp("city")
-    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
-                    panos_per_tile=1.5)
-
-
 def test_a_truncated_jpeg_stops_naming_file_and_line_or_is_skipped_and_counted(city, tmp_path, capsys):
     from utils.data.dataset import load_vigor
     root = shutil.copytree(city, str(tmp_path / "city"))
@@ -294,3 +286,301 @@ def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
     assert results["fine_localization"]["mean"] == pytest.approx(10 * resolution.mean(), abs=0.1)
     assert results["positive_tile_centre"]["mean"] == pytest.approx(
         np.mean(np.linalg.norm(delta, axis=1) * resolution), rel=0.01)
+
+
+# ----------------------------------------------------------------------------- the training loop
+# A tiny E_1a (tests/test_trainer.py's sizes: 2 epochs of 3 steps) with a mining pool of every
+# tile, so that the pool's hard tiles are exactly the most similar ones.
+TINY = {"mining.pool_size": 1000}
+STEP_MARKS = """
+import os, sys, time
+sys.path.insert(0, {repo!r})
+marks = sys.argv[1]
+from utils.data import sampler
+from utils.evaluation import retrieval
+steps = [0]
+update = sampler.MiningPool.update
+
+def update_then_mark(self, *args, **kwargs):
+    # runs right after a training step's sess.run: the weights have moved, the step counter not yet
+    update(self, *args, **kwargs)
+    steps[0] += 1
+    open(os.path.join(marks, "step-%d" % steps[0]), "w").close()
+    time.sleep(0.5)
+
+search = retrieval.search
+
+def mark_then_search(*args, **kwargs):
+    open(os.path.join(marks, "validating"), "w").close()
+    time.sleep(1.0)
+    return search(*args, **kwargs)
+
+sampler.MiningPool.update = update_then_mark
+retrieval.search = mark_then_search
+import runpy
+sys.argv = ["train_first_E_1.py"] + sys.argv[2:]
+runpy.run_path("train_first_E_1.py", run_name="__main__")  # the real entry point
+"""
+
+
+def _run_quiet(stage, cfg, **kwargs):
+    from utils.training.trainer import run_stage
+    return run_stage(stage, cfg, show_progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reference(city, tmp_path_factory):
+    """An uninterrupted tiny E_1a: what every interrupted and resumed run must equal."""
+    import train_first_E_1
+    from tests.test_trainer import tiny_config
+    cfg = tiny_config(city, str(tmp_path_factory.mktemp("reference")), **TINY)
+    _run_quiet(train_first_E_1.E_1a, cfg)
+    return cfg
+
+
+def saved_state(folder):
+    """Everything a saved point holds: every tensor, the sampler and mining arrays, state.json."""
+    prefix = os.path.join(folder, "model.ckpt")
+    tensors = {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+    with np.load(os.path.join(folder, "sampler.npz")) as data:
+        arrays = {k: data[k] for k in data.files}
+    with open(os.path.join(folder, "state.json")) as f:
+        state = json.load(f)
+    state.pop("time")
+    return tensors, arrays, state
+
+
+def assert_same_saved_state(a, b):
+    for kind, left, right in zip(("tensor", "array"), a[:2], b[:2]):
+        assert sorted(left) == sorted(right)
+        for name in left:
+            np.testing.assert_array_equal(left[name], right[name], err_msg=f"{kind} {name}")
+    assert a[2] == b[2]  # epoch, step, the trainer's random state, meters
+
+
+class Child:
+    """train_first_E_1.py --part a on the tiny config in a real subprocess that marks its steps."""
+
+    def __init__(self, city, runs, marks, resume):
+        from tests.test_trainer import tiny_overrides
+        os.makedirs(marks, exist_ok=True)
+        self.marks = marks
+        sets = [arg for value in tiny_overrides(city, runs, **TINY) for arg in ("--set", value)]
+        argv = ["--part", "a", "--config", "configs/demo.yaml"] + sets + (["--resume"] if resume else [])
+        self.process = subprocess.Popen([sys.executable, "-c", STEP_MARKS.format(repo=REPO), marks] + argv,
+                                        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    def wait_for(self, mark, timeout=240):
+        deadline = time.time() + timeout
+        while not os.path.exists(os.path.join(self.marks, mark)):
+            if self.process.poll() is not None or time.time() > deadline:
+                self.process.kill()
+                raise AssertionError(f"no mark {mark}: {self.process.communicate()[1][-3000:]}")
+            time.sleep(0.02)
+
+    def signal_at(self, mark, signum):
+        self.wait_for(mark)
+        self.process.send_signal(signum)
+        _, err = self.process.communicate(timeout=240)
+        assert "Traceback" not in err, err
+        return self.process.returncode, err.strip().splitlines()[-1]
+
+
+def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp_path):
+    """Items 2, 3, 5, 6: SIGINT mid-step, SIGINT during validation, SIGTERM mid-step, each sent to
+    a real training process; then a damaged newest save and a killed save's leftovers. The result
+    equals the uninterrupted run in every saved tensor, array and state."""
+    import socket
+    import train_first_E_1
+    from tests.test_trainer import tiny_config
+    from utils.training.stage import stage_dir
+    runs = str(tmp_path / "runs")
+    cfg = tiny_config(city, runs, **TINY)
+    run = stage_dir(cfg, "E_1a")
+
+    child = Child(city, runs, str(tmp_path / "marks-1"), resume=False)
+    child.wait_for("step-1")
+    with pytest.raises(run_folder.FolderBusy, match=f"process {child.process.pid} on host {socket.gethostname()}"):
+        _run_quiet(train_first_E_1.E_1a, cfg, resume=True)  # item 5: a second run into the same folder
+    status, last_line = child.signal_at("step-2", signal.SIGINT)
+    assert status == 130 and "interrupted at epoch 1, step 2" in last_line and "--resume" in last_line
+    tensors, _, state = saved_state(os.path.join(run, ckpt.INTERRUPTED))
+    assert (state["next_epoch"], state["next_step"]) == (1, 2)
+    assert tensors["Variable"] == 2  # the weights are those of exactly two steps (item 2)
+
+    with pytest.raises(ckpt.CheckpointError, match=r"already holds checkpoints \(an interrupted run\).*--resume"):
+        _run_quiet(train_first_E_1.E_1a, cfg)  # item 5: a fresh run would mix with them
+
+    child = Child(city, runs, str(tmp_path / "marks-2"), resume=True)
+    status, last_line = child.signal_at("validating", signal.SIGINT)  # item 6
+    assert status == 130 and "epoch 1" in last_line and "--resume" in last_line
+    assert [e for e, _ in ckpt.epoch_dirs(run)] == [1]  # saved before validation
+    with open(os.path.join(run, "metrics.json")) as f:
+        assert [r["epoch"] for r in json.load(f)] == [1]
+
+    child = Child(city, runs, str(tmp_path / "marks-3"), resume=True)
+    status, last_line = child.signal_at("step-2", signal.SIGTERM)
+    assert status == 130 and "interrupted at epoch 2, step 2" in last_line
+
+    # item 3: the newest save is damaged; item 4: a killed save left its pieces
+    data_file = os.path.join(run, ckpt.INTERRUPTED, "model.ckpt.data-00000-of-00001")
+    os.truncate(data_file, os.path.getsize(data_file) // 3)
+    os.makedirs(os.path.join(run, "2.partial"))
+    with open(os.path.join(run, "metrics.json.tmp"), "w") as f:
+        f.write("[{")
+    _run_quiet(train_first_E_1.E_1a, cfg, resume=True)
+    with open(os.path.join(run, "train.log")) as f:
+        log = f.read()
+    assert f"{data_file} is truncated" in log and f"resumed E_1a from {os.path.join(run, '1')}" in log
+    assert sorted(n for n in os.listdir(run) if n.endswith((".partial", ".tmp", ".old"))) == []
+
+    ours, theirs = stage_dir(cfg, "E_1a"), stage_dir(reference, "E_1a")
+    assert [e for e, _ in ckpt.epoch_dirs(ours)] == [1, 2]
+    for epoch in ("1", "2"):
+        assert_same_saved_state(saved_state(os.path.join(ours, epoch)), saved_state(os.path.join(theirs, epoch)))
+    with open(os.path.join(ours, "metrics.json")) as f:
+        mine = json.load(f)
+    with open(os.path.join(theirs, "metrics.json")) as f:
+        uninterrupted = json.load(f)
+    assert [r["loss"] for r in mine] == [r["loss"] for r in uninterrupted]
+    assert mine[-1]["top1"] == uninterrupted[-1]["top1"] and mine[-1]["hit_rate"] == uninterrupted[-1]["hit_rate"]
+
+
+def test_mining_pool_holds_each_panoramas_most_similar_tiles_after_an_epoch(reference):
+    """The pool refreshed at the epoch's end: with a pool of every tile, kept[i] are the `keep`
+    tiles most similar to panorama i by the descriptors the pool stored during the epoch."""
+    from utils.training.stage import stage_dir
+    _, arrays, _ = saved_state(os.path.join(stage_dir(reference, "E_1a"), "1"))
+    sat, grd, kept = arrays["mining/sat_desc"], arrays["mining/grd_desc"], arrays["mining/kept"]
+    assert np.count_nonzero(np.abs(grd).sum(axis=1)) >= 20  # the panoramas of the epoch's 3 batches
+    similarity = grd.astype(np.float64) @ sat.T.astype(np.float64)
+    best = np.sort(similarity, axis=1)[:, -kept.shape[1]:]
+    np.testing.assert_allclose(np.take_along_axis(similarity, kept, axis=1), best, rtol=1e-5, atol=1e-6)
+    assert len(np.unique(kept)) > kept.shape[1]  # not one constant row
+
+
+def test_a_diverged_update_is_never_saved_or_scored(city, tmp_path):
+    """Item 1: the issue's reproduction, lr 1e9 and one step per epoch. The loss fetched before
+    the update is finite; the weights after it are not: no checkpoint, no metrics."""
+    import train_first_E_1
+    from tests.test_trainer import tiny_config
+    from utils.training.stage import stage_dir
+    from utils.training.trainer import TrainingStopped
+    cfg = tiny_config(city, str(tmp_path), **{"stages.E_1a.lr": 1e9, "stages.E_1a.steps_per_epoch": 1,
+                                              "stages.E_1a.epochs": 3})
+    with pytest.raises(TrainingStopped) as stop:
+        _run_quiet(train_first_E_1.E_1a, cfg)
+    assert stop.value.reason == "non_finite"
+    message = str(stop.value)
+    assert message.startswith("E_1a: ") and "weights are not finite after epoch 1" in message
+    run = stage_dir(cfg, "E_1a")
+    assert ckpt.epoch_dirs(run) == [] and not os.path.exists(os.path.join(run, "metrics.json"))
+
+
+def test_non_finite_descriptors_in_validation_are_an_error_naming_the_stage_and_count(city, tmp_path):
+    """Item 1: finite weights but NaN descriptors (a network that breaks after its first step)."""
+    import train_first_E_1
+    from tests.test_trainer import tiny_config
+    from utils.evaluation.finite import NonFiniteError
+    from utils.training.stage import Stage, stage_dir
+
+    def breaks_after_a_step(inputs, cfg):
+        net = train_first_E_1.E_1a.network(inputs, cfg)
+        step = tf.cast(tf.get_default_graph().get_tensor_by_name("Variable:0"), tf.float32)
+        poison = tf.where(step >= 1.0, np.float32(np.nan), np.float32(1.0))
+        return dict(net, sat_global=net["sat_global"] * poison)
+
+    stage = Stage(name="E_1a", network=breaks_after_a_step, losses=train_first_E_1.E_1a.losses,
+                  with_semi=False, mining=True)
+    cfg = tiny_config(city, str(tmp_path), **{"stages.E_1a.steps_per_epoch": 1, "stages.E_1a.epochs": 1})
+    with pytest.raises(NonFiniteError) as error:
+        _run_quiet(stage, cfg)
+    from utils.data.splits import load_splits
+    tiles = len(load_splits(cfg)[1].sat_paths)
+    assert str(error.value).startswith("E_1a validation")
+    assert f"{tiles} of {tiles} tile descriptors are not finite" in str(error.value)
+    assert [e for e, _ in ckpt.epoch_dirs(stage_dir(cfg, "E_1a"))] == [1]  # the weights were fine
+
+
+def test_a_full_disk_stops_the_trainer_cleanly_and_records_no_epoch_without_checkpoint(city, tmp_path):
+    """Item 4 on a real 12 MB tmpfs, filled so that the first checkpoint does not fit."""
+    import train_first_E_1
+    from tests.test_trainer import tiny_config
+    from utils.training.stage import stage_dir
+    with small_filesystem(str(tmp_path / "disk"), 12 << 20) as disk:
+        cfg = tiny_config(city, disk, **{"stages.E_1a.epochs": 1})
+        run = stage_dir(cfg, "E_1a")
+        fill(disk, 3 << 20)
+        for resume in (False, True):  # the same clean line again on --resume with the disk still full
+            with pytest.raises(ckpt.CheckpointError, match=f"not enough free space in {run}: saving 1 needs"):
+                _run_quiet(train_first_E_1.E_1a, cfg, resume=resume)
+            assert not os.path.exists(os.path.join(run, "metrics.json"))
+            assert sorted(n for n in os.listdir(run) if n.endswith((".partial", ".tmp"))) == []
+            assert ckpt.epoch_dirs(run) == []
+
+
+EVALUATE_MARKS = """
+import os, runpy, sys, time
+sys.path.insert(0, {repo!r})
+from utils.data.prefetch import ImageLoader
+load, mark = ImageLoader.load_sat_into, sys.argv[1]
+
+def mark_then_load(*args, **kwargs):  # the evaluation's first tile: it has started to scan
+    if not os.path.exists(mark):
+        open(mark, "w").close()
+        time.sleep(5.0)
+    return load(*args, **kwargs)
+
+ImageLoader.load_sat_into = mark_then_load
+sys.argv = ["evaluate.py"] + sys.argv[2:]
+runpy.run_path("evaluate.py", run_name="__main__")  # the real entry point
+"""
+
+
+def _evaluate_args(cfg, checkpoint, out):
+    from tests.test_trainer import tiny_overrides
+    sets = [a for v in tiny_overrides(cfg.data.root, cfg.runs_dir, **TINY) for a in ("--set", v)]
+    return ["--checkpoint", checkpoint, "--config", "configs/demo.yaml", "--out", out] + sets
+
+
+def test_ctrl_c_in_evaluate_does_not_talk_of_resume(reference, tmp_path):
+    """Item 10, with a real SIGINT to a real evaluate.py process."""
+    from utils.training.stage import stage_dir
+    script = EVALUATE_MARKS.format(repo=REPO)
+    mark = str(tmp_path / "scanning")
+    args = _evaluate_args(reference, os.path.join(stage_dir(reference, "E_1a"), "2"), str(tmp_path / "out"))
+    process = subprocess.Popen([sys.executable, "-c", script, mark] + args, cwd=REPO, stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    deadline = time.time() + 240
+    while not os.path.exists(mark):
+        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "evaluate.py" in last and "--resume" not in last
+
+
+def test_evaluating_a_diverged_checkpoint_is_an_error_not_a_score(reference, tmp_path):
+    """Item 1: evaluate.py on weights with a NaN used to exit 0 with 100 / 100 / 100 / 100."""
+    import evaluate
+    from utils.evaluation.finite import NonFiniteError
+    from utils.training.stage import stage_dir
+    source = os.path.join(stage_dir(reference, "E_1a"), "2")
+    tensors, _, _ = saved_state(source)
+    broken = str(tmp_path / "E_1a" / "2")
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [tf.Variable(np.where(name == "vgg_grd/conv2d/kernel", np.nan, value), name=name)
+                     for name, value in tensors.items()]
+        saver = tf.train.Saver(variables)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            saver.save(sess, os.path.join(broken, "model.ckpt"), write_meta_graph=False, write_state=False)
+    with pytest.raises(NonFiniteError) as error:
+        evaluate.main(_evaluate_args(reference, broken, str(tmp_path / "out")))
+    grd = len(np.load(os.path.join(stage_dir(reference, "E_1a"), "grd_global_descriptor.npy")))
+    assert "E_1a" in str(error.value) and f"{grd} of {grd} panorama descriptors" in str(error.value)
+    assert not os.path.exists(tmp_path / "out" / "results.json")
