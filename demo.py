@@ -34,11 +34,10 @@ def evaluate_stage(cfg, stage, out_root):
     stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
     outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
-    _, test = load_splits(cfg)
-    return evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
+    return evaluate_outputs(outputs["index"], outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
                             offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
                             heatmaps=outputs.get("heatmaps"), out_dir=os.path.join(out_root, stage_name),
-                            name=f"SAMP {stage_name}")
+                            name=f"SAMP {stage_name}", found=outputs["retrieval"], skipped=outputs["skips"])
 
 
 def baseline_rows(cfg, out_root):

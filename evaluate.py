@@ -91,11 +91,12 @@ def main(argv=None):
                    "sigma": _optional_npy(args.sigma)}
         name = args.name or os.path.basename(os.path.normpath(args.descriptors))
         print(f"offsets: {offsets_file or 'none (tile centres)'}")
-    results = evaluate_outputs(index, outputs["sat_desc"], outputs["grd_desc"],
+    results = evaluate_outputs(outputs.get("index", index), outputs["sat_desc"], outputs["grd_desc"],
                                offsets=outputs.get("offsets"),
                                offsets_positive=outputs.get("offsets_positive"),
                                sigma=outputs.get("sigma"), heatmaps=outputs.get("heatmaps"),
-                               out_dir=args.out, name=name)
+                               out_dir=args.out, name=name, found=outputs.get("retrieval"),
+                               skipped=outputs.get("skips"))
     print(markdown_report(results))
     print(f"written to {args.out}")
     return 0

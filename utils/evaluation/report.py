@@ -19,7 +19,7 @@ _CONVERT_ROWS = 8192
 
 def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=None, sigma=None,
                      heatmaps=None, out_dir=None, name="", memory_budget=DEFAULT_MEMORY_BUDGET,
-                     found=None) -> dict:
+                     found=None, skipped=None) -> dict:
     """Retrieval, metre-level localization, fine localization and calibration of one model.
 
     index: a SplitIndex (utils/data/dataset.py). sat_desc (S, D) / grd_desc (N, D): unit descriptors
@@ -29,12 +29,16 @@ def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=N
     positive-tile prediction over delta coordinates (of the top-1 prediction if
     offsets_positive is None). heatmaps: (K, H, W) for queries 0..K-1, or {query: (H, W)}.
     found: the RetrievalResult of these descriptors (k >= 1) when the caller has searched already.
+    skipped: counts of unreadable images left out of `index` (utils/evaluation/scan.py,
+    readable_subset), reported next to the figures.
     """
     sat, grd = as_float32(sat_desc), as_float32(grd_desc)
     offsets, offsets_positive, sigma = _checked_inputs(index, sat, grd, offsets, offsets_positive, sigma)
     if found is None:
         found = search(grd, sat, index.labels, k=1, memory_budget=memory_budget)
     results, per_query = _retrieval(index, sat, found, name)
+    if skipped and any(skipped.values()):
+        results["unreadable"] = dict(skipped)
     curves = _localization(index, per_query["top1"], offsets, offsets_positive, name, results, per_query)
     if sigma is not None:
         _calibration(index, offsets, offsets_positive, sigma, results, per_query)
@@ -208,8 +212,12 @@ def markdown_report(results: dict) -> str:
     lines = [f"# {results['name'] or 'Evaluation'}", "",
              f"{results['dataset']}: {results['num_queries']} panoramas, "
              f"{results['num_references']} tiles, descriptors of {results['descriptor_dim']}; "
-             f"resolution {results['meters_per_pixel']} m/px.", "",
-             "## Retrieval (%)", "",
+             f"resolution {results['meters_per_pixel']} m/px.", ""]
+    if "unreadable" in results:
+        u = results["unreadable"]
+        lines += [f"Unreadable images left out (data.on_bad_sample=skip): {u['unreadable_tiles']} tiles, "
+                  f"{u['unreadable_panoramas']} panoramas; {u['queries_left_out']} queries not scored.", ""]
+    lines += ["## Retrieval (%)", "",
              "| top-1 | top-5 | top-1% | hit rate | recall@10 | median rank |",
              "|---|---|---|---|---|---|",
              f"| {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_percent'])} | "

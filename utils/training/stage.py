@@ -49,7 +49,7 @@ def as_stage_losses(returned):
 
 
 def batch_sizes(nominal, with_semi):
-    """The original's arithmetic: continuous loaders turn 14 into 10 panoramas (+10 semi tiles)."""
+    """The original's arithmetic: continuous loaders turn 14 into 10 panoramas (+10 semi tiles; FAITHFULNESS T8)."""
     return int(np.ceil(nominal / 1.5) // 2 * 2) if with_semi else nominal
 
 
