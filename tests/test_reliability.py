@@ -498,7 +498,7 @@ def test_non_finite_descriptors_in_validation_are_an_error_naming_the_stage_and_
         _run_quiet(stage, cfg)
     from utils.data.splits import load_splits
     tiles = len(load_splits(cfg)[1].sat_paths)
-    assert str(error.value).startswith("E_1a validation")
+    assert str(error.value).startswith("E_1a, tiles: ")
     assert f"{tiles} of {tiles} tile descriptors are not finite" in str(error.value)
     assert [e for e, _ in ckpt.epoch_dirs(stage_dir(cfg, "E_1a"))] == [1]  # the weights were fine
 
