@@ -73,16 +73,8 @@ def finish(runs_dir, epochs, log):
 
 
 def final_state(runs_dir, epochs):
-    import tensorflow.compat.v1 as tf
-    folder = os.path.join(runs_dir, "demo", "E_1a", str(epochs))
-    prefix = os.path.join(folder, "model.ckpt")
-    weights = {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
-    with np.load(os.path.join(folder, "sampler.npz")) as data:
-        arrays = {k: data[k] for k in data.files}
-    with open(os.path.join(folder, "state.json")) as f:
-        state = json.load(f)
-    state.pop("time")
-    return weights, arrays, state
+    from utils.training.checkpoints import point_contents
+    return point_contents(os.path.join(runs_dir, "demo", "E_1a", str(epochs)))
 
 
 def differences(a, b):

@@ -338,19 +338,7 @@ def reference(city, tmp_path_factory):
     return cfg
 
 
-def saved_state(folder):
-    """Everything a saved point holds: every tensor, the sampler and mining arrays, state.json."""
-    prefix = os.path.join(folder, "model.ckpt")
-    tensors = {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
-    with np.load(os.path.join(folder, "sampler.npz")) as data:
-        arrays = {k: data[k] for k in data.files}
-    with open(os.path.join(folder, "state.json")) as f:
-        state = json.load(f)
-    state.pop("time")
-    return tensors, arrays, state
-
-
-def assert_same_saved_state(a, b):
+def assert_same_point(a, b):
     for kind, left, right in zip(("tensor", "array"), a[:2], b[:2]):
         assert sorted(left) == sorted(right)
         for name in left:
@@ -405,7 +393,7 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
         _run_quiet(train_first_E_1.E_1a, cfg, resume=True)  # item 5: a second run into the same folder
     status, last_line = child.signal_at("step-2", signal.SIGINT)
     assert status == 130 and "interrupted at epoch 1, step 2" in last_line and "--resume" in last_line
-    tensors, _, state = saved_state(os.path.join(run, ckpt.INTERRUPTED))
+    tensors, _, state = ckpt.point_contents(os.path.join(run, ckpt.INTERRUPTED))
     assert (state["next_epoch"], state["next_step"]) == (1, 2)
     assert tensors["Variable"] == 2  # the weights are those of exactly two steps (item 2)
 
@@ -438,7 +426,8 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
     ours, theirs = stage_dir(cfg, "E_1a"), stage_dir(reference, "E_1a")
     assert [e for e, _ in ckpt.epoch_dirs(ours)] == [1, 2]
     for epoch in ("1", "2"):
-        assert_same_saved_state(saved_state(os.path.join(ours, epoch)), saved_state(os.path.join(theirs, epoch)))
+        assert_same_point(ckpt.point_contents(os.path.join(ours, epoch)),
+                          ckpt.point_contents(os.path.join(theirs, epoch)))
     with open(os.path.join(ours, "metrics.json")) as f:
         mine = json.load(f)
     with open(os.path.join(theirs, "metrics.json")) as f:
@@ -451,7 +440,7 @@ def test_mining_pool_holds_each_panoramas_most_similar_tiles_after_an_epoch(refe
     """The pool refreshed at the epoch's end: with a pool of every tile, kept[i] are the `keep`
     tiles most similar to panorama i by the descriptors the pool stored during the epoch."""
     from utils.training.stage import stage_dir
-    _, arrays, _ = saved_state(os.path.join(stage_dir(reference, "E_1a"), "1"))
+    _, arrays, _ = ckpt.point_contents(os.path.join(stage_dir(reference, "E_1a"), "1"))
     sat, grd, kept = arrays["mining/sat_desc"], arrays["mining/grd_desc"], arrays["mining/kept"]
     assert np.count_nonzero(np.abs(grd).sum(axis=1)) >= 20  # the panoramas of the epoch's 3 batches
     similarity = grd.astype(np.float64) @ sat.T.astype(np.float64)
@@ -569,7 +558,7 @@ def test_evaluating_a_diverged_checkpoint_is_an_error_not_a_score(reference, tmp
     from utils.evaluation.finite import NonFiniteError
     from utils.training.stage import stage_dir
     source = os.path.join(stage_dir(reference, "E_1a"), "2")
-    tensors, _, _ = saved_state(source)
+    tensors, _, _ = ckpt.point_contents(source)
     broken = str(tmp_path / "E_1a" / "2")
     graph = tf.Graph()
     with graph.as_default():

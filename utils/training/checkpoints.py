@@ -154,6 +154,17 @@ def load_point(path):
     return state, arrays
 
 
+def point_contents(path):
+    """(every tensor, the sampler and mining arrays, state.json without its time) of a saved point:
+    all that two runs which did the same work must have equal, bit for bit."""
+    tf = _tf()
+    prefix = checkpoint_prefix(path)
+    tensors = {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)}
+    state, arrays = load_point(path)
+    state.pop("time", None)
+    return tensors, arrays, state
+
+
 def _saved_points(run_dir):
     """Every saved point of a stage (epochs and the interrupted one), newest first: [(key, path)].
     A point whose state.json cannot be read sorts first, so that it is verified and reported."""
