@@ -250,7 +250,7 @@ def test_loss_target_convention_round_trips_through_inference():
     """The heatmap loss puts delta at (s (d0 + 320), s (319 - d1)); inference must invert exactly
     that, at a side other than 640, for offsets and for Sigma."""
     from model.losses import heatmap_target
-    from utils.evaluation.inference import heatmap_to_delta, sigma_to_delta
+    from utils.evaluation.scan import heatmap_to_delta, sigma_to_delta
     rng = np.random.default_rng(5)
     delta = rng.uniform(-300, 300, (50, 2))
     for side in (128, 640):
