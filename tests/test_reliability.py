@@ -462,7 +462,8 @@ def test_a_diverged_update_is_never_saved_or_scored(city, tmp_path):
         _run_quiet(train_first_E_1.E_1a, cfg)
     assert stop.value.reason == "non_finite"
     message = str(stop.value)
-    assert message.startswith("E_1a: ") and "weights are not finite after epoch 1" in message
+    assert message.startswith("E_1a: the weights after epoch 1 (global step 1) are diverged: ")
+    assert "nothing was saved" in message and "lower stages.E_1a.lr" in message
     run = stage_dir(cfg, "E_1a")
     assert ckpt.epoch_dirs(run) == [] and not os.path.exists(os.path.join(run, "metrics.json"))
 
