@@ -561,9 +561,10 @@ def test_evaluating_a_diverged_checkpoint_is_an_error_not_a_score(reference, tmp
     source = os.path.join(stage_dir(reference, "E_1a"), "2")
     tensors, _, _ = ckpt.point_contents(source)
     broken = str(tmp_path / "E_1a" / "2")
+    os.makedirs(broken)
     graph = tf.Graph()
-    with graph.as_default():
-        variables = [tf.Variable(np.where(name == "vgg_grd/conv2d/kernel", np.nan, value), name=name)
+    with graph.as_default():  # NaN in the layer that makes the descriptor (ReLU can hide a NaN conv kernel)
+        variables = [tf.Variable(np.where(name == "spatial_grd/weights2", np.nan, value), name=name)
                      for name, value in tensors.items()]
         saver = tf.train.Saver(variables)
         with tf.Session() as sess:
