@@ -266,7 +266,7 @@ def test_loss_target_convention_round_trips_through_inference():
 def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
     from utils.data.dataset import SplitIndex
     from utils.data.geo import Lat_Lng
-    from utils.evaluation.localization import true_offsets
+    from utils.evaluation.summaries import true_offsets
     from utils.evaluation.report import evaluate_outputs
     resolution = np.array([0.05, 0.114, 0.2, 0.3, 0.5])  # per tile, none the default alone
     sat_gps = np.column_stack([40.0 + 0.001 * np.arange(5), np.full(5, -74.0)])

@@ -1,5 +1,6 @@
 """The one scan (utils/evaluation/scan.py): same numbers as a plain image-by-image pass, and
 skip mode with a broken test image in the trainer's validation."""
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,8 @@ from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass, readable_subset
 from utils.metrics import validate_top
-from utils.training.trainer import Trainer
+from utils.training.stage import stage_dir
+from utils.training.trainer import Trainer, run_stage
 
 TINY = ["data.sat_size=[64, 64]", "data.grd_size=[32, 64]", "model.vgg_width=0.125", "model.fc_dim=16",
         "model.out_dim=16", "model.cholesky_hidden=8", "model.decoder_width=16", "validation.scan_batch=5",
@@ -105,21 +107,15 @@ def broken_copy(city, tmp_path):
     return root, test, bad_grd, bad_sat
 
 
-def test_skip_mode_validation_leaves_out_a_broken_test_image(city, tmp_path):
+def test_skip_mode_training_validates_without_a_broken_test_image(city, tmp_path):
     root, test, bad_grd, bad_sat = broken_copy(city, tmp_path)
-    cfg = tiny_config(root, str(tmp_path / "runs"), "data.on_bad_sample=skip", "stages.E_1a.batch_size=4")
-    trainer = Trainer(cfg, train_first_E_1.E_1a, show_progress=False)
-    parts = trainer.build_graph()
-    with tf.Session(graph=parts.graph) as sess:
-        trainer.sess = sess
-        sess.run(parts.init_op)
-        record = trainer.validate(1)
-        described = trainer.descriptors(trainer.test_index)
-        with pytest.raises(DataError, match=re.escape(os.path.basename(test.sat_paths[bad_sat]))):
-            trainer.cfg.data.on_bad_sample = "error"
-            trainer.descriptors(trainer.test_index)
-    assert np.flatnonzero(~np.any(described.grd, axis=1)).tolist() == [bad_grd]
-    assert np.flatnonzero(~np.any(described.sat, axis=1)).tolist() == [bad_sat]
+    one_step = ["stages.E_1a.batch_size=2", "stages.E_1a.steps_per_epoch=1", "stages.E_1a.epochs=1"]
+    cfg = tiny_config(root, str(tmp_path / "runs"), "data.on_bad_sample=skip", *one_step)
+    record = run_stage(train_first_E_1.E_1a, cfg, show_progress=False)[-1]
+    run = stage_dir(cfg, "E_1a")
+    sat, grd = np.load(os.path.join(run, "sat_global_descriptor.npy")), np.load(os.path.join(run, "grd_global_descriptor.npy"))
+    assert np.flatnonzero(~np.any(grd, axis=1)).tolist() == [bad_grd]
+    assert np.flatnonzero(~np.any(sat, axis=1)).tolist() == [bad_sat]
     left_out = {bad_grd} | set(np.flatnonzero(test.labels[:, 0] == bad_sat).tolist())
     assert record["unreadable_tiles"] == 1 and record["unreadable_panoramas"] == 1
     assert record["queries_left_out"] == len(left_out) >= 2
@@ -130,20 +126,38 @@ def test_skip_mode_validation_leaves_out_a_broken_test_image(city, tmp_path):
     keep_grd = np.array([i for i in range(test.num_grd) if i not in left_out])
     renumber = {old: new for new, old in enumerate(keep_sat)}
     labels = np.array([[renumber.get(t, renumber[row[0]]) for t in row] for row in test.labels[keep_grd]])
-    expected = validate_top(described.grd[keep_grd], described.sat[keep_sat], labels)
-    got = (record["top1_percent"], record["top1"], record["top5"], record["hit_rate"])
-    assert got == pytest.approx(expected)
-    subset, sat_rows, grd_rows = readable_subset(test, ~np.any(described.sat, axis=1), ~np.any(described.grd, axis=1))
+    expected = validate_top(grd[keep_grd], sat[keep_sat], labels)
+    assert (record["top1_percent"], record["top1"], record["top5"], record["hit_rate"]) == pytest.approx(expected)
+    subset, sat_rows, grd_rows = readable_subset(test, ~np.any(sat, axis=1), ~np.any(grd, axis=1))
     np.testing.assert_array_equal(subset.labels, labels)
-    assert validate_top_blocked(described.grd[grd_rows], described.sat[sat_rows], subset.labels) == pytest.approx(expected)
+    assert validate_top_blocked(grd[grd_rows], sat[sat_rows], subset.labels) == pytest.approx(expected)
+
+    # the run recorded what produced it
+    assert load_config(os.path.join(run, "config.yaml")).data.on_bad_sample == "skip"
+    with open(os.path.join(run, "environment.json")) as f:
+        start = json.load(f)["starts"][-1]
+    assert re.fullmatch(r"[0-9a-f]{40}", start["git"]["commit"]) and isinstance(start["git"]["dirty"], bool)
+    assert start["packages"]["numpy"] == np.__version__ and start["command"]
+
+    # error mode: the first unreadable image stops the scan, naming it
+    trainer = Trainer(tiny_config(root, str(tmp_path / "runs2"), *one_step), train_first_E_1.E_1a, show_progress=False)
+    parts = trainer.build_graph()
+    with tf.Session(graph=parts.graph) as sess:
+        trainer.sess = sess
+        sess.run(parts.init_op)
+        with pytest.raises(DataError, match=re.escape(os.path.basename(test.sat_paths[bad_sat]))):
+            trainer.descriptors(trainer.test_index)
 
 
-def test_evaluate_a_checkpoint_searches_once(samp, tmp_path, monkeypatch):
+def test_evaluate_a_checkpoint_with_its_run_config_searches_once(samp, tmp_path, monkeypatch):
     import evaluate
     from utils.evaluation import inference, report, retrieval
+    from utils.training.records import write_record
     cfg, network, _ = samp
+    run = tmp_path / "runs" / "E_2_2"
+    write_record(str(run), cfg)
     with network.sess.graph.as_default():
-        tf.train.Saver().save(network.sess, str(tmp_path / "1" / "model.ckpt"))
+        tf.train.Saver().save(network.sess, str(run / "1" / "model.ckpt"))
     calls = []
 
     def counted(*args, **kwargs):
@@ -152,15 +166,16 @@ def test_evaluate_a_checkpoint_searches_once(samp, tmp_path, monkeypatch):
 
     monkeypatch.setattr(inference, "search", counted)
     monkeypatch.setattr(report, "search", counted)
-    sets = [x for item in TINY + [f"data.root={cfg.data.root}"] for x in ("--set", item)]
-    evaluate.main(["--checkpoint", str(tmp_path / "1"), "--config", "configs/demo.yaml",
-                   "--out", str(tmp_path / "eval")] + sets)
+    monkeypatch.setattr(report, "MAX_QUERY_FIGURES", 1)  # figures are not under test here
+    evaluate.main(["--checkpoint", str(run / "1"), "--out", str(tmp_path / "eval")])  # config: the run's
     _, test = load_splits(cfg)
     with open(tmp_path / "eval" / "results.json") as f:
-        results = __import__("json").load(f)
+        results = json.load(f)
     described = descriptor_pass(Scanner(network, build_loader(cfg), test, batch_size=7))
     expected = validate_top(described.grd, described.sat, test.labels)
     assert calls == [described.grd.shape]
     assert (results["retrieval"]["top1_percent"], results["retrieval"]["top1"], results["retrieval"]["top5"],
             results["retrieval"]["hit_rate"]) == pytest.approx(expected)
     assert results["calibration"]["count"] == test.num_grd
+    assert load_config(str(tmp_path / "eval" / "config.yaml")).model.fc_dim == 16
+    assert (tmp_path / "eval" / "environment.json").exists()

@@ -41,6 +41,7 @@ TYPES = {
     "data.dataset": OneOf(choices=("vigor", "cvact", "synthetic")),
     "data.resolution": OneOf(float, int, choices=("original", "corrected", "dataset", "auto")),
     "data.on_bad_sample": OneOf(choices=("error", "skip")),
+    "data.labels": OneOf(choices=("original", "corrected")),
     "data.train_cities": OneOf(list, type(None)),
     "data.test_cities": OneOf(list, type(None)),
     "model.vgg16_npy": OneOf(str, type(None)),

@@ -12,27 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from utils.data.dataset import DATASET_HELP, DataError
+from utils.data.dataset import DATASET_HELP, DataError, truncation
 from utils.polar import polar_transform
 
 BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)
-
-
-JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
-PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
-
-
-def truncation(data):
-    """'is truncated (...)' when encoded image bytes stop before their format's end marker, else None.
-
-    libjpeg decodes a cut-off JPEG with only a warning (the missing rows grey), so the end-of-image
-    marker is checked here; trailing zero bytes (padding some writers add) are allowed."""
-    head, tail = data[:8].tobytes(), np.trim_zeros(data[-64:], "b").tobytes()
-    if head.startswith(JPEG_START) and not tail.endswith(JPEG_END):
-        return "is truncated (no JPEG end-of-image marker)"
-    if head.startswith(PNG_START) and not tail.endswith(PNG_END):
-        return "is truncated (no PNG end chunk)"
-    return None
 
 
 class ImageLoader:
@@ -53,9 +36,11 @@ class ImageLoader:
     @staticmethod
     def read_raw(path, where=None):
         """BGR uint8 image; a missing, undecodable or truncated file is a DataError naming it."""
-        exists = os.path.exists(str(path))
-        data = np.fromfile(str(path), np.uint8) if exists else None
-        problem = "is missing" if data is None else truncation(data)
+        data = np.fromfile(str(path), np.uint8) if os.path.exists(str(path)) else None
+        if data is None or not data.size:
+            problem = "is missing" if data is None else "is empty"
+        else:
+            problem = truncation(data[:8].tobytes(), data[-32:].tobytes())
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if problem is None else None
         if image is None:
             listed = f" (listed in {where})" if where else ""

@@ -21,8 +21,7 @@ from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt
-from utils.training import run_folder
+from utils.training import checkpoints as ckpt, records, run_folder
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 
@@ -199,6 +198,7 @@ class Trainer:
             self.log(f"{self.stage.name}: --overwrite: removed {', '.join(removed)}")
 
     def _run(self):
+        records.write_record(self.run_dir, self.cfg)
         self.build_graph()
         self.writer = tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
         previous_handlers = self._catch_signals()
