@@ -45,6 +45,7 @@ TYPES = {
     "data.train_cities": OneOf(list, type(None)),
     "data.test_cities": OneOf(list, type(None)),
     "model.vgg16_npy": OneOf(str, type(None)),
+    "model.cholesky_initial_sigma_px": OneOf(float, int, type(None)),
     "stages.*.decay_steps": OneOf(int, type(None), choices=("epoch",)),
     "stages.*.steps_per_epoch": OneOf(int, type(None)),
     "stages.*.mining_start": OneOf(int, type(None)),
