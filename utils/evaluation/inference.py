@@ -43,7 +43,7 @@ def restore_network(cfg, prefix, network):
         ckpt.restore_by_name(sess, variables, prefix)
     if dist.enabled:
         sess = ShardedSession(sess, dist, -(-cfg.validation.scan_batch // dist.replicas) * dist.replicas)
-    return ScanNetwork(sess, inputs, net)
+    return ScanNetwork(sess, inputs, net, name=f"evaluation of {prefix}")
 
 
 def _located(scanner, sat_order, keep_heatmaps, desc):
