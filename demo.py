@@ -7,21 +7,25 @@ Generates the synthetic city (VIGOR's formats) if missing, trains E_1a -> E_1b, 
 -> E_2_2 -> E_3, evaluates the last checkpoint of each stage on the test split, and prints
 retrieval and localization results next to the chance and tile-centre baselines.
 """
-import json
-import os
-import sys
-import time
+from utils.reproducible import pin_numerics
 
-import numpy as np
+PINNED = pin_numerics()   # before TensorFlow, numpy and OpenCV load: the same numbers on every x86-64 machine
 
-import train_first_E_1
-import train_second_E_2_1
-import train_second_E_2_2
-import train_third_E_3
-from utils.training import checkpoints as ckpt
-from utils.config import load_config, stage_argument_parser
-from utils.data.splits import load_splits
-from utils.training.trainer import run_stage, stage_dir
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import train_first_E_1  # noqa: E402
+import train_second_E_2_1  # noqa: E402
+import train_second_E_2_2  # noqa: E402
+import train_third_E_3  # noqa: E402
+from utils.training import checkpoints as ckpt  # noqa: E402
+from utils.config import load_config, stage_argument_parser  # noqa: E402
+from utils.data.splits import load_splits  # noqa: E402
+from utils.training.trainer import run_stage, stage_dir  # noqa: E402
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
