@@ -4,8 +4,9 @@ before anything imports TensorFlow, numpy's BLAS or OpenCV (nothing here runs at
 What made the demo's weights differ between x86-64 machines, measured on a tiny E_1a stage
 (docs/DEMO_NOTES.md): the CPU instruction set that oneDNN picks at run time (its sgemm also backs
 TensorFlow's Eigen contractions, so TF_ENABLE_ONEDNN_OPTS=0 alone is not enough), and the number
-of intra-op threads, which decides how contractions and reductions are split. Each is pinned
-below; the prefetch threads already hand batches over in sampler order.
+of intra-op threads, which decides how contractions and reductions are split; numpy's OpenBLAS
+likewise picks its kernel by CPU and splits by thread count. Each is pinned below; the prefetch
+threads already hand batches over in sampler order.
 """
 import os
 
@@ -17,9 +18,10 @@ PINNED = {
     "TF_NUM_INTRAOP_THREADS": "2",    # contractions split the same way whatever the core count
     "TF_NUM_INTEROP_THREADS": "2",
     "OPENBLAS_CORETYPE": "Haswell",   # numpy's matmul (mining, retrieval): one kernel on every AVX2 CPU
-    "OPENBLAS_NUM_THREADS": "1",
-    "OPENCV_CPU_DISABLE": "AVX512_SKX,AVX512_COMMON",   # OpenCV's resize paths of an AVX2 machine
+    "OPENBLAS_NUM_THREADS": "1",      # (with the Haswell kernel, 1 and 2 threads give other float32 sums)
 }
+# Not needed: OpenCV's resize, blur, distance transform, JPEG and PNG coding gave the same bytes with
+# its AVX-512, AVX2 and SSE paths (OPENCV_CPU_DISABLE), so the synthetic city and the loader are stable.
 
 
 def pin_numerics(enabled: bool = True) -> dict:
