@@ -24,18 +24,20 @@ import train_second_E_2_2  # noqa: E402
 import train_third_E_3  # noqa: E402
 from utils.training import checkpoints as ckpt  # noqa: E402
 from utils.config import load_config, stage_argument_parser  # noqa: E402
+from utils.evaluation.report import evaluate_outputs  # noqa: E402
 from utils.data.splits import load_splits  # noqa: E402
-from utils.training.trainer import run_stage, stage_dir  # noqa: E402
+from utils.training.stage import stage_dir  # noqa: E402
+from utils.training.trainer import run_stage  # noqa: E402
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
 
 
-def evaluate_stage(cfg, stage_name, out_root):
-    from evaluate import evaluate_outputs
+def evaluate_stage(cfg, stage, out_root):
     from utils.evaluation.inference import compute_outputs
+    stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
-    outputs = compute_outputs(cfg, path, stage=stage_name, progress=False)
+    outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
     _, test = load_splits(cfg)
     return evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
                             offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
@@ -45,7 +47,6 @@ def evaluate_stage(cfg, stage_name, out_root):
 
 def baseline_rows(cfg, out_root):
     """Chance: random descriptors, each panorama placed at the centre of its top-1 tile."""
-    from evaluate import evaluate_outputs
     _, test = load_splits(cfg)
     rng = np.random.default_rng(0)
     sat = rng.normal(size=(len(test.sat_paths), 16)).astype(np.float32)
@@ -89,7 +90,7 @@ def main(argv=None):
     rows = [("chance (random descriptors)", baseline_rows(cfg, out_root))]
     for stage in STAGES:
         print(f"== evaluating {stage.name}", flush=True)
-        rows.append((stage.name, evaluate_stage(cfg, stage.name, out_root)))
+        rows.append((stage.name, evaluate_stage(cfg, stage, out_root)))
     text = table(rows)
     print()
     print(text)

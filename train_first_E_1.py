@@ -13,7 +13,8 @@ import tensorflow.compat.v1 as tf
 from model import networks
 from model.losses import compute_loss, compute_loss_continuous_IOU
 from utils.config import load_config, stage_argument_parser
-from utils.training.trainer import Stage, run_stage
+from utils.training.stage import Stage
+from utils.training.trainer import run_stage
 
 
 def triplet_losses(net, inputs, cfg):

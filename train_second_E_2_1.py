@@ -10,7 +10,8 @@ import sys
 from model import networks
 from model.losses import E_loss_2_1, compute_loss
 from utils.config import load_config, stage_argument_parser
-from utils.training.trainer import Stage, run_stage
+from utils.training.stage import Stage
+from utils.training.trainer import run_stage
 
 
 def heatmap_losses(net, inputs, cfg):
@@ -21,6 +22,7 @@ def heatmap_losses(net, inputs, cfg):
 
 
 E_2_1 = Stage(name="E_2_1", network=networks.samp, losses=heatmap_losses, with_semi=True, mining=True,
+              # the original's selective branch, always (docs/FAITHFULNESS.md, T1)
               restore_include=["vgg_sat", "vgg_grd", "spatial_grd", "spatial_sat", "train"],
               heatmaps=lambda net: [net["heatmap"], net["heatmap_semi"]])
 

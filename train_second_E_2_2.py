@@ -13,14 +13,15 @@ from model import networks
 from model.losses import E_loss_2_2, compute_loss
 from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
-from utils.training.trainer import Stage, run_stage
+from utils.training.stage import Stage
+from utils.training.trainer import run_stage
 
 
 def gaussian_losses(net, inputs, cfg):
     weights = cfg.stages.E_2_2
     triplet = compute_loss(net["sat_global"], net["grd_global"], batch_size=inputs.batch_size)
-    semi = E_loss_2_2(net["heatmap_semi"], net["L_semi"], inputs.delta_semi) * float(weights.nll_weight_semi)
-    positive = E_loss_2_2(net["heatmap"], net["L"], inputs.delta) * float(weights.nll_weight_pos)
+    semi = E_loss_2_2(net["heatmap_semi"], net["L_semi"], inputs.delta_semi) * weights.nll_weight_semi
+    positive = E_loss_2_2(net["heatmap"], net["L"], inputs.delta) * weights.nll_weight_pos
     return {"loss": triplet + semi + positive, "loss_0": triplet, "loss_2_2": semi, "loss_2_2_pos": positive,
             "uncertainty": tf.reduce_mean(get_uncertainty(net["L"])),
             "uncertainty_semi": tf.reduce_mean(get_uncertainty(net["L_semi"]))}

@@ -20,60 +20,66 @@ from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
 from utils.data.prefetch import Prefetcher
 from utils.data.sampler import PairScanner
-from utils.training.trainer import Stage, run_stage
+from utils.training.stage import Stage, StageLosses
+from utils.training.trainer import run_stage
 
 
 def weighted_iou_losses(net, inputs, cfg):
-    weight = inputs.placeholder("W_", [None])
+    weight = tf.placeholder(tf.float32, [None], name="W_")
     loss, loss_tri, loss_iou, convince = compute_loss_continuous_IOU_weighted(
         net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, weight,
         batch_size=inputs.batch_size)
-    inputs.extra["W_z"] = get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio)
-    heatmap_side = int(net["heatmap_semi"].shape[1])
-    inputs.extra["uncertainty_semi"] = get_uncertainty(net["L_semi"]) * (640.0 / heatmap_side)
-    return {"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)}
+    heatmap_side = int(net["heatmap_semi"].shape[1])  # u in 640-pixel units (docs/FAITHFULNESS.md, T11)
+    return StageLosses(
+        terms={"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)},
+        auxiliary={"W_": weight,
+                   "W_z": get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio),
+                   "uncertainty_semi": get_uncertainty(net["L_semi"]) * (640.0 / heatmap_side)})
 
 
-def semi_positive_uncertainties(trainer):
-    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3."""
-    index, inputs = trainer.train_index, trainer.inputs
+def semi_positive_uncertainties(trainer, auxiliary):
+    """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3 (over the training
+    split, where the original indexed a test-split pass with training indices: docs/FAITHFULNESS.md, T3)."""
+    index, inputs = trainer.train_index, trainer.parts.inputs
     uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
     for column in (1, 2, 3):
-        pairs = PairScanner(index, int(trainer.cfg.stages.E_3.uncertainty_batch), column)
-        images = Prefetcher(trainer.loader, index, pairs, workers=int(trainer.cfg.data.workers))
+        pairs = PairScanner(index, trainer.cfg.stages.E_3.uncertainty_batch, column)
+        images = Prefetcher(trainer.loader, index, pairs, workers=trainer.cfg.data.workers)
         try:
             for item in tqdm(images, total=len(pairs), desc=f"E_3 uncertainty of semi-positive {column}/3",
                              leave=False, disable=not trainer.show_progress):
                 feed = {inputs.sat: item["sat"], inputs.sat_semi: item["sat_semi"], inputs.grd: item["grd"]}
-                uncertainty[item["batch"].grd, column - 1] = trainer.sess.run(inputs.extra["uncertainty_semi"], feed)
+                uncertainty[item["batch"].grd, column - 1] = trainer.sess.run(auxiliary["uncertainty_semi"], feed)
         finally:
             images.close()
     return uncertainty
 
 
-def prepare(trainer):
+def semi_positive_weights(trainer, auxiliary):
+    """w(u) of every (training panorama, semi-positive column): what feed_weights looks up."""
     path = os.path.join(trainer.run_dir, "semi_uncertainty.npy")
     if os.path.exists(path) and trainer.resume:
         uncertainty = np.load(path)
     else:
-        uncertainty = semi_positive_uncertainties(trainer)
+        uncertainty = semi_positive_uncertainties(trainer, auxiliary)
         np.save(path, uncertainty)
     s = trainer.cfg.stages.E_3
-    trainer.semi_weight = semi_positive_weight(uncertainty, a=float(s.weight_a), b=float(s.weight_b),
-                                               c=float(s.weight_c))
+    weights = semi_positive_weight(uncertainty, a=s.weight_a, b=s.weight_b, c=s.weight_c)
     trainer.log(f"E_3: semi-positive uncertainty mean {uncertainty.mean():.2f}, "
-                f"weight mean {trainer.semi_weight.mean():.3f} ({path})")
+                f"weight mean {weights.mean():.3f} ({path})")
+    return weights
 
 
-def feed_weights(trainer, item, feed):
+def feed_weights(session, auxiliary, weights, item, feed):
+    """W = 1 + W_z w, with W_z from this batch's descriptors fed as a constant (docs/FAITHFULNESS.md, T10)."""
     batch = item["batch"]
-    w_m = trainer.semi_weight[batch.grd, batch.semi_choice - 1]
-    w_z = trainer.sess.run(trainer.inputs.extra["W_z"], feed)
-    feed[trainer.inputs.extra["W_"]] = 1.0 + w_z * w_m
+    w_m = weights[batch.grd, batch.semi_choice - 1]
+    w_z = session.run(auxiliary["W_z"], feed)
+    feed[auxiliary["W_"]] = 1.0 + w_z * w_m
 
 
 E_3 = Stage(name="E_3", network=networks.samp, losses=weighted_iou_losses, with_semi=True, mining=False,
-            restore_exclude=["Variable"], prepare=prepare, extra_feed=feed_weights)
+            restore_exclude=["Variable"], prepare=semi_positive_weights, extra_feed=feed_weights)
 
 
 def main(argv=None):

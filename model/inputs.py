@@ -3,7 +3,7 @@ import tensorflow.compat.v1 as tf
 
 
 class Inputs:
-    """Placeholders fed each step; stages may add their own with `placeholder`."""
+    """Placeholders fed each step (a stage returns its own extra ones from its losses: StageLosses)."""
 
     def __init__(self, sat_size, grd_size, batch_size, with_semi):
         h, w = sat_size
@@ -14,8 +14,3 @@ class Inputs:
         self.delta = tf.placeholder(tf.float32, [None, 2], name="delta_1")
         self.delta_semi = tf.placeholder(tf.float32, [None, 2], name="delta_2") if with_semi else None
         self.ratio = tf.placeholder(tf.float32, [None], name="ratio") if with_semi else None
-        self.extra = {}
-
-    def placeholder(self, name, shape, dtype=tf.float32):
-        self.extra[name] = tf.placeholder(dtype, shape, name=name)
-        return self.extra[name]

@@ -29,6 +29,7 @@ def compute_loss(sat_global, grd_global, batch_hard_count=0, batch_size=14, loss
         dist = 2.0 - 2.0 * tf.matmul(sat_global, grd_global, transpose_b=True)
         pos_dist = tf.diag_part(dist)
         # [i, j]: positive pair of ground j against satellite i; the ground-to-satellite view
+        # softplus = log(1 + exp(.)) without overflow (docs/FAITHFULNESS.md, M23)
         cost_g2s = tf.nn.softplus((pos_dist - dist) * loss_weight)
         # [i, j]: positive pair of satellite i against ground j
         cost_s2g = tf.nn.softplus((tf.expand_dims(pos_dist, 1) - dist) * loss_weight)
@@ -89,7 +90,7 @@ def semi_positive_weight(uncertainty, a=0.3, b=75.0, c=2.0):
     return 1.0 / (1.0 + c * np.exp(a * (b - u)))
 
 
-def heatmap_scale(heatmap):
+def heatmap_scale(heatmap):  # docs/FAITHFULNESS.md, M25
     """s = H / 640 for a (B, H, W, 1) heatmap, or for a side H given as a number."""
     side = heatmap if isinstance(heatmap, numbers.Number) else layers.static_dim(
         heatmap, 1, "heatmap height")

@@ -69,7 +69,7 @@ def vgg_features(x, scope, vgg_path=None, vgg_width=1.0, vgg_seed=0):
         return Vgg16(vgg_path, width=vgg_width, seed=vgg_seed).build(x)
 
 
-def _l2n(x):
+def l2_normalized(x):
     return tf.nn.l2_normalize(x, axis=1)
 
 
@@ -95,7 +95,7 @@ def siamese_gap_fc(sat_local, grd_local, scope_name, dropout=0.5, fc_dim=4096):
         scope.reuse_variables()
         x_grd_drop = tf.nn.dropout(x_grd, rate=1.0 - dropout, name="grd_dropout")
         fc_grd = fc_layer(x_grd_drop, channels, fc_dim, 0.005, 0.1, "fc1", activation_fn=None)
-    return _l2n(fc_sat), _l2n(fc_grd), x_sat, x_grd, fc_sat, fc_grd
+    return l2_normalized(fc_sat), l2_normalized(fc_grd), x_sat, x_grd, fc_sat, fc_grd
 
 
 def clean_siamese(x_sat, x_grd, keep_prob, cam=False, fc_dim=4096, vgg_path=None,
@@ -120,8 +120,8 @@ def SAFA(x_sat, x_grd, dimension=8, trainable=True, original=False, vgg_path=Non
     sat_map = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     sat_global, sat_local = safa_aggregate(sat_map, dimension, trainable, "spatial_sat")
     if original:
-        return _l2n(sat_global), _l2n(grd_global), sat_global, grd_global, sat_map, grd_map
-    return _l2n(sat_global), _l2n(grd_global), sat_local, grd_local
+        return l2_normalized(sat_global), l2_normalized(grd_global), sat_global, grd_global, sat_map, grd_map
+    return l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local
 
 
 def _safa_with_semi(x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width,
@@ -143,7 +143,7 @@ def SAFA_semi(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, vgg_path=No
     """Returns (sat_global, sat_global_semi, grd_global, sat_local, grd_local)."""
     sat_global, semi_global, grd_global, sat_local, grd_local = _safa_with_semi(
         x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width, vgg_seed)
-    return _l2n(sat_global), _l2n(semi_global), _l2n(grd_global), sat_local, grd_local
+    return l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local
 
 
 def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2,
@@ -152,7 +152,7 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2,
     sat_global, semi_global, grd_global, sat_local, grd_local = _safa_with_semi(
         x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width, vgg_seed)
     delta = _offset_head(sat_global, grd_global, out_dim, delta_hidden)
-    return (_l2n(sat_global), _l2n(semi_global), _l2n(grd_global), sat_local, grd_local,
+    return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local,
             delta)
 
 
@@ -165,7 +165,7 @@ def SAFA_delta_validate(x_sat, x_grd, dimension=8, trainable=True, out_dim=2,
     sat_map = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     sat_global, sat_local = safa_aggregate(sat_map, dimension, trainable, "spatial_sat")
     delta = _offset_head(sat_global, grd_global, out_dim, delta_hidden)
-    return _l2n(sat_global), _l2n(grd_global), sat_local, grd_local, delta
+    return l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local, delta
 
 
 def _gap_fc_no_dropout(sat_local, grd_local, fc_dim):
@@ -189,7 +189,7 @@ def clean_siamese_delta(x_sat, x_sat_semi, x_grd, out_dim=2, fc_dim=4096, delta_
     fc_both, fc_grd = _gap_fc_no_dropout(sat_local, grd_local, fc_dim)
     fc_sat, fc_semi = tf.split(fc_both, 2, axis=0)
     delta = _offset_head(fc_sat, fc_grd, out_dim, delta_hidden)
-    return _l2n(fc_sat), _l2n(fc_semi), _l2n(fc_grd), sat_local, grd_local, delta
+    return l2_normalized(fc_sat), l2_normalized(fc_semi), l2_normalized(fc_grd), sat_local, grd_local, delta
 
 
 def clean_siamese_delta_validate(x_sat, x_grd, out_dim=2, fc_dim=4096, delta_hidden=512,
@@ -199,4 +199,4 @@ def clean_siamese_delta_validate(x_sat, x_grd, out_dim=2, fc_dim=4096, delta_hid
     sat_local = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     fc_sat, fc_grd = _gap_fc_no_dropout(sat_local, grd_local, fc_dim)
     delta = _offset_head(fc_sat, fc_grd, out_dim, delta_hidden)
-    return _l2n(fc_sat), _l2n(fc_grd), sat_local, grd_local, delta
+    return l2_normalized(fc_sat), l2_normalized(fc_grd), sat_local, grd_local, delta

@@ -10,22 +10,18 @@ import tensorflow.compat.v1 as tf
 
 from model import layers
 from model.decoder import decoder
-from model.models import fc_layer, safa_aggregate, vgg_features
+from model.models import l2_normalized, fc_layer, safa_aggregate, vgg_features
 from model.uncertainty import get_cholesky
 
 
-def _l2n(x):
-    return tf.nn.l2_normalize(x, axis=1)
-
-
 def _bottleneck_and_cholesky(sat_descriptor, grd_descriptor, suffix, fc_dim, out_dim,
-                             cholesky_hidden):
+                             cholesky_hidden, head_index):
     both = tf.concat([sat_descriptor, grd_descriptor], axis=-1)
     both_fc = fc_layer(both, layers.static_dim(both, -1, "SAMP head input"), fc_dim, 0.005, 0.1,
                        "fc_delta_1" + suffix)
     bottleneck = fc_layer(both_fc, fc_dim, out_dim, 0.005, 0.1, "mlp_bottleneck" + suffix,
                           activation_fn=None)
-    return bottleneck, get_cholesky(bottleneck, hidden_units=cholesky_hidden)
+    return bottleneck, get_cholesky(bottleneck, hidden_units=cholesky_hidden, index=head_index)
 
 
 def _heatmap(bottleneck, sat_maps, trainable, name, width):
@@ -55,12 +51,14 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
     both_global, sat_local = safa_aggregate(sat_maps[-1], dimension, trainable, "spatial_sat")
     sat_global, semi_global = tf.split(both_global, 2, axis=0)
 
+    # Keras numbered the original's two heads per graph: L/cholesky_block/dense, dense_1, then
+    # L_semi/cholesky_block_1/dense_2, dense_3; the index gives those names explicitly.
     with tf.variable_scope("L"):
         bottleneck, L = _bottleneck_and_cholesky(sat_global, grd_global, "", fc_dim, out_dim,
-                                                 cholesky_hidden)
+                                                 cholesky_hidden, head_index=0)
     with tf.variable_scope("L_semi"):
         bottleneck_semi, L_semi = _bottleneck_and_cholesky(semi_global, grd_global, "_semi",
-                                                           fc_dim, out_dim, cholesky_hidden)
+                                                           fc_dim, out_dim, cholesky_hidden, head_index=1)
     with tf.variable_scope("decoder_semi"):
         heatmap_semi = _heatmap(bottleneck_semi, semi_maps, trainable, "decode_semi",
                                 decoder_width)
@@ -68,7 +66,7 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
         heatmap = _heatmap(bottleneck, pos_maps, trainable, "decode", decoder_width)
 
     if original:
-        return (_l2n(sat_global), _l2n(semi_global), _l2n(grd_global), sat_global, grd_global,
+        return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_global, grd_global,
                 sat_local, grd_local, sat_maps[-1], grd_map, heatmap, heatmap_semi, L, L_semi)
-    return (_l2n(sat_global), _l2n(semi_global), _l2n(grd_global), sat_local, grd_local,
+    return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local,
             heatmap, heatmap_semi, L, L_semi)

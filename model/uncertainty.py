@@ -16,7 +16,7 @@ EPSILON = 1e-5  # SAMP's Constants.EPSILON: keeps the spatial mean finite on all
 _BLOCK_NAME = re.compile(r"cholesky_block(_\d+)?$")
 
 
-def cholesky_head_names(index):
+def cholesky_head_names(index):  # docs/FAITHFULNESS.md, M17
     """Keras' automatic names of the index-th CholeskyBlock of a graph and its two Dense layers:
     (cholesky_block, dense, dense_1), (cholesky_block_1, dense_2, dense_3), ..."""
     def numbered(base, i):
@@ -69,7 +69,7 @@ def get_sigma(L):
     return tf.matmul(lower, lower, transpose_b=True)
 
 
-def get_sigma_inverse(L):
+def get_sigma_inverse(L):  # docs/FAITHFULNESS.md, M20
     """Sigma^-1 = L^-T L^-1 (B, 2, 2), from the triangular inverse: no determinant cancellation."""
     l0, l1, l2 = _cholesky_entries(L)
     zeros = tf.zeros_like(l0)
@@ -78,7 +78,7 @@ def get_sigma_inverse(L):
     return tf.matmul(inv_lower, inv_lower, transpose_a=True)
 
 
-def get_log_det_sigma(L):
+def get_log_det_sigma(L):  # docs/FAITHFULNESS.md, M20
     """log det Sigma = 2 log |l0 l2|."""
     l0, _, l2 = _cholesky_entries(L)
     return 2.0 * tf.log(tf.abs(l0 * l2))
@@ -98,7 +98,7 @@ def ellipse_axes(Sigma):
     return 2.0 * tf.sqrt(tf.maximum(major, 0.0)), 2.0 * tf.sqrt(tf.maximum(minor, 0.0))
 
 
-def get_uncertainty(L):
+def get_uncertainty(L):  # closed form of the original's eigvals (docs/FAITHFULNESS.md, M19)
     """Sum of the ellipse axes of Sigma = L L^T, (B,).
 
     Uses sqrt(l_max) + sqrt(l_min) = sqrt(trace + 2 sqrt(det)), with trace = l0^2 + l1^2 + l2^2
@@ -110,7 +110,7 @@ def get_uncertainty(L):
     return 2.0 * tf.sqrt(trace + 2.0 * tf.abs(l0 * l2))
 
 
-def get_spatial_mean(htp):
+def get_spatial_mean(htp):  # docs/FAITHFULNESS.md, M21
     """Heatmap-weighted mean position of (B, H, W, 1) heatmaps: (row_mean, col_mean), each (B,).
 
     SAMP calls them (x_pts, y_pts); x runs down the rows (VIGOR's delta[0] axis).

@@ -50,3 +50,28 @@ def test_unknown_keys_are_named(tmp_path):
         load_config(str(broken))
     with pytest.raises(ConfigError, match="not found"):
         load_config(os.path.join(str(tmp_path), "missing.yaml"))
+
+
+def test_values_are_typed_once_at_load(tmp_path):
+    cfg = load_config("configs/demo.yaml", ["stages.E_1a.lr=1e9", "stages.E_1a.decay_rate=1", "data.resolution=0.1"])
+    assert cfg.stages.E_1a.lr == 1e9 and isinstance(cfg.stages.E_1a.lr, float)  # YAML 1.1 reads 1e9 as text
+    assert isinstance(cfg.stages.E_1a.decay_rate, float) and cfg.data.resolution == 0.1
+    with pytest.raises(ConfigError, match=r"--set stages.E_1a.epochs=abc: 'stages.E_1a.epochs' must be int"):
+        load_config("configs/demo.yaml", ["stages.E_1a.epochs=abc"])
+    with pytest.raises(ConfigError, match=r"'data.sat_size\[1\]' must be int"):
+        load_config("configs/demo.yaml", ["data.sat_size=[64, big]"])
+    with pytest.raises(ConfigError, match=r"'data.on_bad_sample' must be 'error' or 'skip'"):
+        load_config("configs/demo.yaml", ["data.on_bad_sample=ignore"])
+    with pytest.raises(ConfigError, match=r"'stages.E_3.decay_steps' must be int or null or 'epoch'"):
+        load_config("configs/demo.yaml", ["stages.E_3.decay_steps=daily"])
+    bad = tmp_path / "typed.yaml"
+    bad.write_text("base: " + os.path.abspath("configs/demo.yaml") + "\nmodel:\n  fc_dim: wide\n")
+    with pytest.raises(ConfigError, match=r"typed.yaml: 'model.fc_dim' must be int \(as in configs/default.yaml\), not 'wide'"):
+        load_config(str(bad))
+
+
+def test_init_from_path_can_be_set_as_the_docs_say():
+    cfg = load_config("configs/demo.yaml", ["stages.E_1b.init_from.path=/x/7"])
+    assert cfg.stages.E_1b.init_from == {"stage": "E_1a", "epoch": "last", "path": "/x/7"}
+    cfg = load_config("configs/demo.yaml", ["stages.E_1b.init_from={path: /x/7}"])
+    assert cfg.stages.E_1b.init_from.path == "/x/7"

@@ -8,7 +8,9 @@ import pytest
 import compare
 import evaluate
 from utils.data.dataset import SplitIndex
-from utils.metrics import gps2distance, predicted_gps, true_offsets
+from utils.evaluation.localization import predicted_gps, true_offsets
+from utils.evaluation.report import evaluate_outputs
+from utils.metrics import gps2distance
 
 RETRIEVED = np.array([0, 1, 2, 4, 3, 0])     # top-1 tile of each query
 POSITIVE_DELTA = np.array([[0, 0], [100, 0], [0, -200], [50, 50], [-80, 20], [300, 400]], float)
@@ -39,7 +41,7 @@ def _descriptors():
 def test_evaluate_outputs_zero_offsets(index, tmp_path):
     sat, grd = _descriptors()
     out = tmp_path / "zero"
-    results = evaluate.evaluate_outputs(index, sat, grd, out_dir=str(out), name="zero offsets")
+    results = evaluate_outputs(index, sat, grd, out_dir=str(out), name="zero offsets")
     r = results["retrieval"]
     # queries 3 and 4 retrieve a wrong tile; 3's is a semi-positive, 4's is not
     assert (r["top1"], r["top5"], r["top1_percent"], r["hit_rate"]) == pytest.approx((4 / 6, 1, 4 / 6, 5 / 6))
@@ -66,7 +68,7 @@ def test_evaluate_outputs_full(index, tmp_path):
     sigma = np.tile(400.0 * np.eye(2), (6, 1, 1))   # sigma 20 px: the 10-px error is 0.5 sigma
     heatmaps = np.random.default_rng(0).random((2, 16, 16))
     out = tmp_path / "full"
-    results = evaluate.evaluate_outputs(index, sat, grd, offsets=exact, offsets_positive=positive,
+    results = evaluate_outputs(index, sat, grd, offsets=exact, offsets_positive=positive,
                                         sigma=sigma, heatmaps=heatmaps, out_dir=str(out), name="SAMP")
     assert results["localization"]["mean"] == pytest.approx(0.0, abs=0.1)
     fine = results["fine_localization"]
@@ -87,11 +89,11 @@ def test_evaluate_outputs_full(index, tmp_path):
 def test_shape_errors_name_the_array(index):
     sat, grd = _descriptors()
     with pytest.raises(ValueError, match="grd_desc"):
-        evaluate.evaluate_outputs(index, sat, grd[:4])
+        evaluate_outputs(index, sat, grd[:4])
     with pytest.raises(ValueError, match="offsets_positive"):
-        evaluate.evaluate_outputs(index, sat, grd, offsets_positive=np.zeros((6, 3)))
+        evaluate_outputs(index, sat, grd, offsets_positive=np.zeros((6, 3)))
     with pytest.raises(ValueError, match="sigma needs"):
-        evaluate.evaluate_outputs(index, sat, grd, sigma=np.tile(np.eye(2), (6, 1, 1)))
+        evaluate_outputs(index, sat, grd, sigma=np.tile(np.eye(2), (6, 1, 1)))
 
 
 def test_cli_on_vigor_layout_and_compare(index, tmp_path, monkeypatch):
@@ -126,7 +128,7 @@ def test_checkpoint_option_is_lazy(monkeypatch, index, tmp_path):
     sat, grd = _descriptors()
     calls = {}
 
-    def fake_outputs(cfg, checkpoint, split, stage=None):
+    def fake_outputs(cfg, checkpoint, split, network=None):
         calls["checkpoint"] = checkpoint
         return {"sat_desc": sat, "grd_desc": grd, "offsets": None}
 

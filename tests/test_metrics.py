@@ -4,11 +4,11 @@ import math
 import numpy as np
 import pytest
 
-from utils import metrics
-from utils.metrics import (AverageMeter, Lat_Lng, MeterGroup, calibration, distance_accuracy,
-                           distance_score, error_by_quantile, gps2distance, localization_errors,
-                           meter_summary, predicted_gps, retrieval_summary, spearman,
-                           true_offsets, uncertainty_from_sigma, validate_top)
+from utils.evaluation.calibration import (calibration, error_by_quantile, spearman, uncertainty_from_sigma,
+                                         uncertainty_report)
+from utils.evaluation.localization import (localization_errors, meter_summary, predicted_gps, retrieval_summary,
+                                          true_offsets)
+from utils.metrics import Lat_Lng, distance_accuracy, distance_score, gps2distance, validate_top
 
 
 def _angles(degrees):
@@ -185,19 +185,5 @@ def test_uncertainty_spearman_and_quintiles():
     rows = error_by_quantile(u, 2 * u)
     assert [r["count"] for r in rows] == [20] * 5
     assert [r["error_mean"] for r in rows] == [19.0, 59.0, 99.0, 139.0, 179.0]
-    report = metrics.uncertainty_report(np.zeros((2, 2)), sigma, [1.0, 0.5])
+    report = uncertainty_report(np.zeros((2, 2)), sigma, [1.0, 0.5])
     assert report["spearman_uncertainty_error"] == pytest.approx(1.0)
-
-
-# ----------------------------------------------------------------- meters
-def test_average_meter_and_group():
-    meter = AverageMeter("loss")
-    meter.update(2.0, n=2)
-    meter.update(5.0)
-    assert meter.val == 5.0 and meter.count == 3 and meter.avg == pytest.approx(3.0)
-    group = MeterGroup(["loss"])
-    group.update(n=10, loss=1.0, loss_1=0.5)
-    group.update(n=30, loss=3.0, loss_1=0.5)
-    assert group.averages() == {"loss": 2.5, "loss_1": 0.5}
-    group.reset()
-    assert math.isnan(group.meters["loss"].avg)

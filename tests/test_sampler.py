@@ -4,7 +4,7 @@ import pytest
 
 from utils.data import synthetic_vigor as sv
 from utils.data.dataset import DataError, load_vigor
-from utils.data.sampler import MiningPool, PairScanner, TrainSampler
+from utils.data.sampler import MiningPool, PairScanner, TrainSampler, steps_per_epoch
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 
@@ -116,10 +116,12 @@ def test_state_round_trip_gives_the_same_batches(train):
 
 def test_epoch_length_is_the_original_break_iter(train):
     n = train.num_grd
-    assert TrainSampler(train, 10, nominal_batch=14).epoch_length() == int(n / 14)
-    assert TrainSampler(train, 4).epoch_length() == int(n / 4)
+    assert steps_per_epoch(n, 14) == int(n / 14)  # also where the continuous batch holds 10
+    assert steps_per_epoch(n, 4) == int(n / 4) and steps_per_epoch(n, 4, configured=3) == 3
+    with pytest.raises(ValueError, match="no full batch"):
+        steps_per_epoch(n, n + 1)
     sampler = TrainSampler(train, 4, seed=1)
-    assert len(list(sampler.epoch())) == int(n / 4)
+    assert len(list(sampler.epoch(int(n / 4)))) == int(n / 4)
 
 
 def test_too_large_batches_fail_instead_of_hanging(train):

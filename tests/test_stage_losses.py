@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from model.inputs import Inputs
 from model.losses import semi_positive_weight
 from utils.config import load_config
 from utils.metrics import distance_score
+from utils.training.graph import build_training_graph
 
 import train_first_E_1
 import train_second_E_2_1
@@ -139,44 +139,33 @@ def feed_of(inputs, data):
 
 
 def build(stage, cfg, seed=SEED, learning_rate=LEARNING_RATE):
-    """The trainer's build_graph (constant learning rate), keeping Adam's gradients."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        global_step = tf.Variable(0, trainable=False)
-        inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, BATCH, stage.with_semi)
-        net = stage.network(inputs, cfg)
-        with tf.name_scope("loss"):
-            losses = dict(stage.losses(net, inputs, cfg))
-        with tf.name_scope("train"):
-            optimizer = tf.train.AdamOptimizer(learning_rate, 0.9, 0.999)
-            # optimizer.minimize(loss) is exactly these two calls
-            grads_and_vars = optimizer.compute_gradients(losses["loss"])
-            train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
+    """The trainer's graph (utils/training/graph.py) at a constant learning rate, plus gradient norms."""
+    cfg.seed = seed
+    parts = build_training_graph(stage, cfg, BATCH, learning_rate)
+    with parts.graph.as_default():
         groups = {}
-        for grad, var in grads_and_vars:
+        for grad, var in parts.grads_and_vars:
             groups.setdefault(group_of(var.op.name), []).append((var.op.name, grad))
         norms = {name: tf.global_norm([g for _, g in pairs if g is not None])
                  for name, pairs in groups.items() if any(g is not None for _, g in pairs)}
         extra = {}
-        if "W_" in inputs.extra:
-            extra["pull_on_semi"] = tf.gradients(losses["loss_iou"], net["sat_global_semi"])[0]
-        init = tf.global_variables_initializer()
-    graph.finalize()  # as the trainer: nothing below may add ops
-    return dict(graph=graph, inputs=inputs, net=net, losses=losses, train_op=train_op, init=init,
-                groups=groups, norms=norms, global_step=global_step, extra=extra)
+        if "W_" in parts.auxiliary:
+            extra["pull_on_semi"] = tf.gradients(parts.losses["loss_iou"], parts.net["sat_global_semi"])[0]
+    parts.graph.finalize()  # as the trainer: nothing below may add ops
+    return dict(graph=parts.graph, inputs=parts.inputs, net=parts.net, losses=parts.losses,
+                auxiliary=parts.auxiliary, train_op=parts.train_op, init=parts.init_op, groups=groups, norms=norms,
+                global_step=parts.global_step, extra=extra)
 
 
-def e3_feed_weights(sess, inputs, feed, w, seed):
-    """W = 1 + W_z w set in `feed` by E_3's own extra_feed, from a stand-in trainer whose
-    per-panorama weight table holds w in the column of each panorama's semi-positive."""
+def e3_feed_weights(sess, auxiliary, feed, w, seed):
+    """W = 1 + W_z w set in `feed` by E_3's own extra_feed, from a per-panorama weight table
+    that holds w in the column of each panorama's semi-positive."""
     rng = np.random.default_rng(seed)
     semi_choice = rng.integers(1, 4, len(w))  # label column 1..3 of each semi-positive
     table = np.full((len(w), 3), -7.0)  # other columns: values that would show a wrong lookup
     table[np.arange(len(w)), semi_choice - 1] = w
-    trainer = SimpleNamespace(sess=sess, inputs=inputs, semi_weight=table)
     item = {"batch": SimpleNamespace(grd=np.arange(len(w)), semi_choice=semi_choice)}
-    STAGES["E_3"].extra_feed(trainer, item, feed)
+    STAGES["E_3"].extra_feed(sess, auxiliary, table, item, feed)
 
 
 def train(name, seed=SEED, steps=STEPS, learning_rate=LEARNING_RATE):
@@ -191,8 +180,8 @@ def train(name, seed=SEED, steps=STEPS, learning_rate=LEARNING_RATE):
     with tf.Session(graph=g["graph"], config=SESSION_CONFIG) as sess:
         sess.run(g["init"])
         for step in range(steps + 1):
-            if "W_" in inputs.extra:
-                e3_feed_weights(sess, inputs, feed, w, seed)
+            if "W_" in g["auxiliary"]:
+                e3_feed_weights(sess, g["auxiliary"], feed, w, seed)
             if step == steps:  # the losses after the last update
                 record["history"].append(sess.run(losses, feed))
                 break
@@ -204,24 +193,24 @@ def train(name, seed=SEED, steps=STEPS, learning_rate=LEARNING_RATE):
             if step == 0:
                 record["norms"] = out["norms"]
         record["global_step"] = int(sess.run(g["global_step"]))
-        if "W_" in inputs.extra:
+        if "W_" in g["auxiliary"]:
             record["e3"] = e3_probe(sess, g, feed, w)
     return record
 
 
 def e3_probe(sess, g, feed, w):
     """E_3's IOU term and its pull on the semi-positive descriptor for three weightings."""
-    inputs, net, losses = g["inputs"], g["net"], g["losses"]
-    w_z = sess.run(inputs.extra["W_z"], feed)
+    inputs, net, losses, auxiliary = g["inputs"], g["net"], g["losses"], g["auxiliary"]
+    w_z = sess.run(auxiliary["W_z"], feed)
     probe = {"w_z": w_z}
     fetches = {"sat": net["sat_global"], "semi": net["sat_global_semi"], "grd": net["grd_global"],
                "loss_iou": losses["loss_iou"], "loss_tri": losses["loss_tri"], "loss": losses["loss"],
                "pull": g["extra"]["pull_on_semi"]}
-    probe["fed"] = feed[inputs.extra["W_"]]  # what E_3's extra_feed gave for the trained weights
+    probe["fed"] = feed[auxiliary["W_"]]  # what E_3's extra_feed gave for the trained weights
     for label, weight in (("ambiguous", 1.0 + w_z), ("plain", np.ones_like(w_z)), ("weighted", probe["fed"])):
-        probe[label] = sess.run(fetches, {**feed, inputs.extra["W_"]: weight})
+        probe[label] = sess.run(fetches, {**feed, auxiliary["W_"]: weight})
     probe["ratio"] = feed[inputs.ratio]
-    probe["uncertainty_semi"] = sess.run(inputs.extra["uncertainty_semi"], feed)
+    probe["uncertainty_semi"] = sess.run(auxiliary["uncertainty_semi"], feed)
     return probe
 
 

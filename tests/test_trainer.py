@@ -12,7 +12,8 @@ import train_second_E_2_2
 import train_third_E_3
 from utils.training import checkpoints as ckpt
 from utils.config import load_config
-from utils.training.trainer import Stage, Trainer, TrainingStopped, run_stage, stage_dir
+from utils.training.stage import Stage, stage_dir
+from utils.training.trainer import Trainer, TrainingStopped, run_stage
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +112,8 @@ def test_restore_rules_of_each_stage(city, tmp_path):
 
     def restored(stage):
         trainer = Trainer(cfg, stage, show_progress=False)
-        trainer.build_graph()
-        return {v.op.name for v in trainer.restored_variables}, {v.op.name for v in trainer.graph.get_collection("variables")}
+        parts = trainer.build_graph()
+        return {v.op.name for v in parts.restored_variables}, {v.op.name for v in parts.graph.get_collection("variables")}
 
     chosen, every = restored(train_second_E_2_1.E_2_1)
     assert chosen == {n for n in every if n.split("/")[0] in ("vgg_sat", "vgg_grd", "spatial_grd", "spatial_sat", "train")}

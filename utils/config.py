@@ -6,6 +6,9 @@
 
 A config file may name a parent with `base: other.yaml` (relative to itself). Every key must
 already exist in the default config: a misspelt key is an error naming the key and the file.
+Values are checked and converted once, here, to the type of the key in configs/default.yaml
+(a float key takes 3 or "1e-5"; an int key refuses "abc"); keys whose default is null or that
+take several types are listed in TYPES. A wrong type is an error naming the key and the file.
 """
 import argparse
 import copy
@@ -19,6 +22,88 @@ DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "default.yaml")
 
 class ConfigError(ValueError):
     pass
+
+
+class OneOf:
+    """A value of one of `types`, or one of the words in `choices`."""
+
+    def __init__(self, *types, choices=()):
+        self.types, self.choices = types, tuple(choices)
+
+    def describe(self):
+        names = [t.__name__ if t is not type(None) else "null" for t in self.types]
+        return " or ".join(names + [repr(c) for c in self.choices])
+
+
+# Keys whose default is null, that take several types, or that take one of a few words.
+# `stages.*` stands for every stage.
+TYPES = {
+    "data.dataset": OneOf(choices=("vigor", "cvact", "synthetic")),
+    "data.resolution": OneOf(float, int, choices=("original", "corrected", "dataset", "auto")),
+    "data.on_bad_sample": OneOf(choices=("error", "skip")),
+    "data.train_cities": OneOf(list, type(None)),
+    "data.test_cities": OneOf(list, type(None)),
+    "model.vgg16_npy": OneOf(str, type(None)),
+    "stages.*.decay_steps": OneOf(int, type(None), choices=("epoch",)),
+    "stages.*.steps_per_epoch": OneOf(int, type(None)),
+    "stages.*.mining_start": OneOf(int, type(None)),
+    "stages.*.init_from.stage": OneOf(str, type(None)),
+    "stages.*.init_from.epoch": OneOf(int, type(None), choices=("last",)),
+    "stages.*.init_from.path": OneOf(str, type(None)),
+}
+
+
+def _declared_type(name):
+    parts = name.split(".")
+    if parts[0] == "stages" and len(parts) > 2:
+        return TYPES.get(".".join(["stages", "*"] + parts[2:]))
+    return TYPES.get(name)
+
+
+def _convert(name, value, default, source):
+    """`value` as the type of `default` (or of TYPES[name]); a ConfigError naming key and file if it is not."""
+    declared = _declared_type(name)
+    if declared is not None:
+        if value in declared.choices or (declared.types and isinstance(value, declared.types)
+                                         and not (isinstance(value, bool) and bool not in declared.types)):
+            return value
+        raise ConfigError(f"{source}: '{name}' must be {declared.describe()}, not {value!r}")
+    if default is None or isinstance(default, dict):
+        return value
+    return _convert_like(name, value, default, source)
+
+
+def _convert_like(name, value, default, source):
+    wrong = ConfigError(f"{source}: '{name}' must be {type(default).__name__} (as in configs/default.yaml), "
+                        f"not {value!r}")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise wrong
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise wrong
+    if isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:  # YAML 1.1 reads 1e-5 (no dot) as a string
+            return float(value) if isinstance(value, str) else _raise(wrong)
+        except ValueError:
+            raise wrong from None
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise wrong
+        if default and not isinstance(default[0], (list, dict)):
+            return [_convert_like(f"{name}[{i}]", v, default[0], source) for i, v in enumerate(value)]
+        return value
+    if isinstance(default, str) and not isinstance(value, str):
+        raise wrong
+    return value
+
+
+def _raise(error):
+    raise error
 
 
 class Config(dict):
@@ -64,8 +149,10 @@ def _merge(base, update, source, prefix=""):
             raise ConfigError(f"{source}: unknown key '{name}' (known here: {', '.join(sorted(base))})")
         if isinstance(base[key], dict) and isinstance(value, dict):
             _merge(base[key], value, source, name + ".")
+        elif isinstance(base[key], dict) and value is not None:
+            raise ConfigError(f"{source}: '{name}' is a section ({', '.join(sorted(base[key]))}), not {value!r}")
         else:
-            base[key] = value
+            base[key] = _convert(name, value, base[key], source)
 
 
 def _load_chain(path, seen=()):
@@ -108,7 +195,7 @@ def load_config(path=None, overrides=()):
             node = node[key]
         if not isinstance(node, dict) or keys[-1] not in node:
             raise ConfigError(f"--set {text}: unknown key '{'.'.join(keys)}'")
-        node[keys[-1]] = value
+        _merge(node, {keys[-1]: value}, f"--set {text}", ".".join(keys[:-1]) + "." if len(keys) > 1 else "")
     cfg = Config(merged)
     cfg.config_path = os.path.abspath(path) if path else DEFAULT_CONFIG
     return cfg

@@ -105,18 +105,6 @@ class SplitIndex:
         """(N,) resolution of each panorama's positive tile."""
         return self.meters_per_pixel[self.labels[:, 0]]
 
-    def describe_grd(self, i):
-        src = self.grd_source[i] if self.grd_source is not None else "?"
-        return f"{self.grd_paths[i]} (listed in {src})"
-
-    def describe_sat(self, j):
-        src = self.sat_source[j] if self.sat_source is not None else "?"
-        return f"{self.sat_paths[j]} (listed in {src})"
-
-    def summary(self):
-        return (f"{self.name}: {self.num_grd} panoramas, {self.num_sat} tiles, cities {list(self.cities)}"
-                + (f", {len(self.skipped)} bad lines skipped" if self.skipped else ""))
-
 
 class _Problems:
     """Raises at the first problem ('error'), or records it and goes on ('skip')."""

@@ -163,8 +163,8 @@ class Prefetcher:
 
     A bad image raises DataError naming the file and the split line (on_bad_sample='error'), or
     (='skip') is counted and its row replaced by another random panorama that shares no tile
-    with the rest of the batch (drawn by `sampler.replace_sample` if a sampler is given, else by
-    the prefetcher's own seeded generator); `sampler.exclude` is told about the bad panorama.
+    with the rest of the batch, drawn by `sampler.replace_sample` (without a sampler, by a
+    TrainSampler of the prefetcher's own seed); `sampler.exclude` is told about the bad panorama.
     """
 
     def __init__(self, loader, index, batches, workers=2, depth=4, on_bad_sample="error", sampler=None,
@@ -177,7 +177,7 @@ class Prefetcher:
         self.depth = max(1, int(depth))
         self.on_bad_sample = on_bad_sample
         self.sampler = sampler if sampler is not None else (batches if hasattr(batches, "replace_sample") else None)
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="prefetch")
         self.inflight = deque()
         self.exhausted = False
@@ -264,27 +264,10 @@ class Prefetcher:
                         f"the dataset at {self.index.root} looks broken ({DATASET_HELP})")
 
     def _new_row(self, batch, row):
-        if self.sampler is not None and hasattr(self.sampler, "replace_sample"):
-            return self.sampler.replace_sample(batch, row)
-        from utils.data.sampler import make_batch
-        labels = self.index.labels
-        used = set()
-        for b, i in enumerate(batch.grd):
-            if b != row:
-                used.update(labels[i].tolist())
-        for _ in range(100000):
-            i = int(self.rng.integers(len(labels)))
-            if used.isdisjoint(labels[i].tolist()):
-                break
-        else:
-            raise DataError(f"{self.index.name}: no replacement panorama shares no tile with the batch")
-        grd = batch.grd.copy()
-        grd[row] = i
-        choice = None
-        if batch.semi_choice is not None:
-            choice = batch.semi_choice.copy()
-            choice[row] = int(self.rng.integers(1, 4))
-        return make_batch(self.index, grd, choice, batch.mined)
+        if self.sampler is None:
+            from utils.data.sampler import TrainSampler
+            self.sampler = TrainSampler(self.index, len(batch.grd), with_semi=batch.semi is not None, seed=self.seed)
+        return self.sampler.replace_sample(batch, row)
 
     def _load_row(self, batch, row):
         loaded = {}

@@ -135,19 +135,26 @@ class MiningPool:
                               "ready": ready})
 
 
+def steps_per_epoch(num_panoramas, nominal_batch, configured=None):
+    """The original's break_iter, int(N / nominal batch) (14 even where the batch holds 10), unless configured."""
+    steps = configured or int(num_panoramas / nominal_batch)
+    if steps < 1:
+        raise ValueError(f"{num_panoramas} training panoramas give no full batch of {nominal_batch}: "
+                         "lower the stage's batch_size")
+    return steps
+
+
 class TrainSampler:
     """Batches of training panoramas as the original's get_next_batch / get_next_batch_E_3.
 
-    batch_size is the number of panoramas per batch (the continuous loaders' reduced size);
-    nominal_batch (default batch_size) only sets epoch_length(), the original's break_iter.
+    batch_size is the number of panoramas per batch (the continuous loaders' reduced size); how
+    many batches make an epoch is `steps_per_epoch`'s answer.
     """
 
-    def __init__(self, index, batch_size, with_semi=False, mining=None, seed=0, nominal_batch=None,
-                 max_tries=100000):
+    def __init__(self, index, batch_size, with_semi=False, mining=None, seed=0, max_tries=100000):
         self.index = index
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.batch_size = int(batch_size)
-        self.nominal_batch = int(nominal_batch or batch_size)
         self.with_semi = bool(with_semi)
         self.mining = mining
         self.max_tries = int(max_tries)
@@ -261,11 +268,8 @@ class TrainSampler:
             self.excluded.append(int(grd_idx))
             self._build_cover()
 
-    def epoch_length(self):
-        return int(len(self.labels) / self.nominal_batch)
-
-    def epoch(self, num_batches=None):
-        for _ in range(self.epoch_length() if num_batches is None else int(num_batches)):
+    def epoch(self, num_batches):
+        for _ in range(num_batches):
             yield self.next_batch()
 
     def __iter__(self):
@@ -316,5 +320,3 @@ class PairScanner:
                 rows = np.concatenate([rows, np.full(self.batch_size - valid, rows[-1])])
             yield make_batch(self.index, rows, np.full(len(rows), self.semi_column), valid=valid)
 
-
-FixedSemiSampler = PairScanner

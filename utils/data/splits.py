@@ -10,9 +10,9 @@ def ensure_dataset(cfg):
     if cfg.data.dataset == "synthetic":
         from utils.data.synthetic_vigor import ensure_synthetic
         s = cfg.data.synthetic
-        ensure_synthetic(root, seed=int(s.seed), cities=int(s.cities), tiles_per_side=int(s.tiles_per_side),
-                         panos_per_tile=float(s.panos_per_tile), pano_size=tuple(s.pano_size),
-                         meters_per_pixel=float(s.meters_per_pixel))
+        ensure_synthetic(root, seed=s.seed, cities=s.cities, tiles_per_side=s.tiles_per_side,
+                         panos_per_tile=s.panos_per_tile, pano_size=tuple(s.pano_size),
+                         meters_per_pixel=s.meters_per_pixel)
     elif cfg.data.dataset not in ("vigor", "cvact"):
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact or synthetic")
     return root
@@ -22,10 +22,10 @@ def load_splits(cfg):
     """(train, test) SplitIndex of the configured dataset and split."""
     root = ensure_dataset(cfg)
     d = cfg.data
-    return load_vigor(root, same_area=bool(d.same_area), train_cities=d.train_cities,
+    return load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,
                       test_cities=d.test_cities, resolution=d.resolution, on_bad_sample=d.on_bad_sample)
 
 
 def build_loader(cfg):
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
-                       polar=bool(cfg.data.polar))
+                       polar=cfg.data.polar)

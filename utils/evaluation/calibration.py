@@ -90,6 +90,34 @@ def spearman(a, b) -> Optional[float]:
     return float(np.sum(ra * rb) / denominator) if denominator > 0 else None
 
 
+def error_by_quantile(uncertainty, error, bins: int = 5) -> list:
+    """Mean and median error in each uncertainty quantile bin (quintiles by default),
+    from the least to the most uncertain."""
+    uncertainty = np.asarray(uncertainty, dtype=np.float64)
+    error = np.asarray(error, dtype=np.float64)
+    order = np.argsort(uncertainty, kind="stable")
+    rows = []
+    for members in np.array_split(order, bins):
+        if members.size == 0:
+            continue
+        rows.append({"uncertainty_min": float(uncertainty[members].min()),
+                     "uncertainty_max": float(uncertainty[members].max()),
+                     "uncertainty_mean": float(uncertainty[members].mean()),
+                     "error_mean": float(error[members].mean()),
+                     "error_median": float(np.median(error[members])),
+                     "count": int(members.size)})
+    return rows
+
+
+def uncertainty_report(residual, sigma, error, bins: int = 5) -> dict:
+    """Calibration against both targets, Spearman(uncertainty, error), error per uncertainty quantile."""
+    uncertainty = uncertainty_from_sigma(sigma)
+    report = calibration(residual, sigma)
+    report["spearman_uncertainty_error"] = spearman(uncertainty, error)
+    report["error_by_uncertainty_quantile"] = error_by_quantile(uncertainty, error, bins)
+    return report
+
+
 def by_quantile(key, values: dict, bins: int = 5) -> list:
     """Mean of each array in `values` inside the quantile bins of `key` (low to high)."""
     key = np.asarray(key, dtype=np.float64)

@@ -4,7 +4,6 @@ Offsets are returned in the 640-pixel convention of VIGOR's labels (delta), what
 network's input size; Sigma likewise, in delta coordinates (row offset, column offset
 pointing left), so that `delta_true - delta_pred` is the error it describes.
 """
-import os
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -19,10 +18,16 @@ from utils.data.splits import build_loader, load_splits
 from utils.data.prefetch import scan_grd, scan_pairs, scan_sat
 from utils.evaluation.retrieval import search
 
-tf.get_logger().setLevel("ERROR")
-tf.disable_v2_behavior()  # graph mode: placeholders, Session, Saver
-
-NETWORK_OF_STAGE = {"E_1a": "safa", "E_1b": "safa_offset", "E_2_1": "samp", "E_2_2": "samp", "E_3": "samp"}
+def network_of_checkpoint(prefix):
+    """Which of model/networks.py's builders wrote a checkpoint, read off its variable names
+    (works for the original code's checkpoints too): SAMP has Cholesky heads, VIGOR's SAFA with
+    offsets has the offset MLP (fc_delta), plain SAFA has neither."""
+    names = [name for name, _ in tf.train.list_variables(prefix)]
+    if any("cholesky_block" in name for name in names):
+        return "samp"
+    if any(name.startswith("fc_delta") or "/fc_delta" in name for name in names):
+        return "safa_offset"
+    return "safa"
 
 
 def heatmap_to_delta(row, col, heatmap_side):
@@ -103,21 +108,18 @@ def _pair_pass(predictor, loader, index, sat_order, batch, keep_heatmaps, desc, 
     return result
 
 
-def compute_outputs(cfg, checkpoint, split="test", network=None, stage=None, keep_heatmaps=8, progress=True):
+def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8, progress=True):
     """Everything evaluate.py needs from a checkpoint, as numpy arrays.
 
     Returns sat_desc, grd_desc, top1 (retrieved tile per panorama), offsets (in the retrieved
     tile), offsets_positive (in the true tile: fine localization) and, for SAMP, sigma (of the
     positive-tile predictions) and a few heatmaps.
     """
-    if stage is None:  # runs/<experiment>/<stage>/<epoch>
-        parent = os.path.basename(os.path.dirname(os.path.normpath(checkpoint)))
-        stage = parent if parent in NETWORK_OF_STAGE else None
-    network = network or NETWORK_OF_STAGE.get(stage, "samp")
+    network = network or network_of_checkpoint(ckpt.checkpoint_prefix(checkpoint))
     train, test = load_splits(cfg)
     index = test if split == "test" else train
     loader = build_loader(cfg)
-    batch = int(cfg.validation.scan_batch)
+    batch = cfg.validation.scan_batch
     predictor = Predictor(cfg, ckpt.checkpoint_prefix(checkpoint), network)
     try:
         sat_desc = np.concatenate([predictor.sat_descriptors(x) for x in tqdm(

@@ -59,7 +59,7 @@ def accuracy_curve(curves: Sequence[tuple], path: str, title: Optional[str] = No
 # ----------------------------------------------------------------- calibration
 def calibration_plot(report: dict, path: str, title: Optional[str] = None):
     """Left: observed vs expected share inside the 1/2/3-sigma ellipses. Right: error per
-    uncertainty quantile (report as returned by metrics.uncertainty_report)."""
+    uncertainty quantile (report as returned by calibration.uncertainty_report)."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     levels = list(report["expected"].keys())
     x = np.arange(len(levels))

@@ -299,13 +299,6 @@ def recall_at(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(np.asarray(ranks) < k))
 
 
-def expected_peak_bytes(num_queries: int, num_refs: int, dim: int, itemsize: int = 4,
-                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """Descriptors plus one similarity block and its mask (a planning aid for callers)."""
-    rows = min(num_queries, rows_per_block(num_refs, itemsize, memory_budget))
-    return (num_queries + num_refs) * dim * itemsize + rows * num_refs * (itemsize + 1)
-
-
 __all__ = ["RetrievalResult", "search", "validate_top_blocked", "top_accuracies", "recall_at",
-           "rows_per_block", "query_blocks", "expected_peak_bytes", "DEFAULT_MEMORY_BUDGET"]
+           "rows_per_block", "query_blocks", "DEFAULT_MEMORY_BUDGET"]
 
