@@ -73,6 +73,23 @@ def calibration(residual, sigma, levels: Sequence[float] = SIGMA_LEVELS,
             "count": int(radius.size)}
 
 
+def coverage_markdown(report: dict) -> list:
+    """Markdown lines: observed coverage against both targets, which one the loss aims at."""
+    levels = list(report["observed"])
+    lines = ["| truth inside the k-sigma ellipse (%) | " + " | ".join(f"{k} sigma" for k in levels) + " |",
+             "|---" * (len(levels) + 1) + "|",
+             "| observed | " + " | ".join(f"{100 * report['observed'][k]:.1f}" for k in levels) + " |"]
+    labels = {"calibrated": "calibrated Gaussian (Sigma = C)", "samp_nll": "SAMP's NLL optimum (Sigma = 2C)"}
+    for name, target in report.get("targets", {}).items():
+        aimed = " (what the loss fits)" if name == report.get("loss_aims_at") else ""
+        lines.append(f"| {labels.get(name, name)}{aimed} | "
+                     + " | ".join(f"{100 * target['expected'][k]:.1f}" for k in levels) + " |")
+    if "fitted_scale" in report:
+        lines += ["", f"The predicted Sigma is {report['fitted_scale']:.3g} x the covariance the residuals "
+                      f"have (fitted from the median Mahalanobis radius); the loss aims at 2."]
+    return lines
+
+
 def uncertainty_from_sigma(sigma):
     """SAMP's scalar uncertainty: the sum of the 1-sigma ellipse's two axis lengths,
     2 sqrt(lambda_max) + 2 sqrt(lambda_min)."""
