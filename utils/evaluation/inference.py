@@ -50,6 +50,8 @@ class Predictor:
         self.cfg, self.network = cfg, network
         self.graph = tf.Graph()
         with self.graph.as_default():
+            tf.set_random_seed(int(cfg.seed))   # initialisers are overwritten by the restore; with
+            # TF_DETERMINISTIC_OPS=1 (demo.py) TensorFlow refuses random ops in a graph without a seed
             self.inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0,
                                  with_semi=network != "safa")
             self.net = getattr(networks, network)(self.inputs, cfg)
