@@ -41,11 +41,11 @@ def evaluate_stage(cfg, stage, out_root):
     stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
     outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
-    _, test = load_splits(cfg)
-    out_dir = os.path.join(out_root, stage_name)
+    test, out_dir = outputs["index"], os.path.join(out_root, stage_name)
     results = evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
                                offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
-                               heatmaps=outputs.get("heatmaps"), out_dir=out_dir, name=f"SAMP {stage_name}")
+                               heatmaps=outputs.get("heatmaps"), out_dir=out_dir, name=f"SAMP {stage_name}",
+                               found=outputs["retrieval"], skipped=outputs["skips"])
     known = read_difficulty(resolve_path(cfg.data.root), test.grd_paths)
     if "calibration" in results and known is not None and "fine_errors" in _per_query(out_dir):
         per_query = _per_query(out_dir)

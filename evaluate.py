@@ -6,9 +6,10 @@
         [--offsets FILE] [--resolution original|corrected] --out DIR
 
     # a checkpoint of this project (descriptors and offsets computed by utils/evaluation/inference.py)
-    python evaluate.py --checkpoint runs/vigor_same_area/E_3/150 --config configs/vigor_same_area.yaml --out DIR
+    python evaluate.py --checkpoint runs/vigor_same_area/E_3/150 [--config configs/vigor_same_area.yaml] --out DIR
+    # (without --config: the config.yaml the run recorded in runs/vigor_same_area/E_3/)
 
-Writes results.json, results.md, per_query.npz and PNG figures to --out.
+Writes results.json, results.md, per_query.npz, PNG figures, config.yaml and environment.json to --out.
 """
 import argparse
 import glob
@@ -18,6 +19,7 @@ import sys
 import numpy as np
 
 from utils.evaluation.report import as_float32, evaluate_outputs, markdown_report
+from utils.training.records import write_record
 
 SAT_FILE = "sat_global_descriptor.npy"
 GRD_FILE = "grd_global_descriptor.npy"
@@ -40,11 +42,14 @@ def load_descriptor_dir(directory, offsets_file=None):
     return sat, grd, offsets, offsets_file
 
 
-def load_index(config_path, resolution=None, overrides=(), split="test"):
+def load_index(config_path, resolution=None, overrides=(), split="test", checkpoint=None):
+    """(config, index of the split). Without config_path, the config recorded in the checkpoint's
+    run folder (utils/training/records.py)."""
     from utils.config import load_config
     from utils.data.splits import load_splits
+    from utils.training.records import load_run_config
     overrides = list(overrides) + ([f"data.resolution={resolution}"] if resolution else [])
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, overrides) if config_path else load_run_config(checkpoint, overrides)
     train, test = load_splits(cfg)
     return cfg, (test if split == "test" else train)
 
@@ -63,8 +68,9 @@ def main(argv=None):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--descriptors", metavar="DIR", help="folder in VIGOR's released layout")
     source.add_argument("--checkpoint", metavar="CKPT", help="checkpoint of this project (epoch folder or prefix)")
-    parser.add_argument("--dataset-config", "--config", dest="config", required=True,
-                        help="YAML config naming the dataset (e.g. configs/vigor_same_area.yaml)")
+    parser.add_argument("--dataset-config", "--config", dest="config",
+                        help="YAML config naming the dataset (e.g. configs/vigor_same_area.yaml); with "
+                             "--checkpoint the default is the config.yaml its run recorded")
     parser.add_argument("--offsets", help="offsets (N, 2) in the top-1 tiles; default: DIR/delta*.npy if present")
     parser.add_argument("--offsets-positive", help="offsets (N, 2) in the positive tiles (fine localization)")
     parser.add_argument("--sigma", help="covariances (N, 2, 2) over delta coordinates")
@@ -79,8 +85,11 @@ def main(argv=None):
     parser.add_argument("--name", default="", help="label of this result in tables and plots")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
+    if not args.config and not args.checkpoint:
+        parser.error("--descriptors needs --config (the dataset the descriptors were computed on)")
 
-    cfg, index = load_index(args.config, args.resolution, args.overrides, args.split)
+    cfg, index = load_index(args.config, args.resolution, args.overrides, args.split, args.checkpoint)
+    write_record(args.out, cfg)
     if args.checkpoint:
         outputs = outputs_from_checkpoint(cfg, args.checkpoint, args.split, args.network)
         name = args.name or os.path.normpath(args.checkpoint)
@@ -91,11 +100,12 @@ def main(argv=None):
                    "sigma": _optional_npy(args.sigma)}
         name = args.name or os.path.basename(os.path.normpath(args.descriptors))
         print(f"offsets: {offsets_file or 'none (tile centres)'}")
-    results = evaluate_outputs(index, outputs["sat_desc"], outputs["grd_desc"],
+    results = evaluate_outputs(outputs.get("index", index), outputs["sat_desc"], outputs["grd_desc"],
                                offsets=outputs.get("offsets"),
                                offsets_positive=outputs.get("offsets_positive"),
                                sigma=outputs.get("sigma"), heatmaps=outputs.get("heatmaps"),
-                               out_dir=args.out, name=name)
+                               out_dir=args.out, name=name, found=outputs.get("retrieval"),
+                               skipped=outputs.get("skips"))
     print(markdown_report(results))
     print(f"written to {args.out}")
     return 0

@@ -12,14 +12,10 @@ import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
-from tqdm import tqdm
 
 from model import networks
 from model.losses import compute_loss_continuous_IOU_weighted, get_weights, semi_positive_weight
-from model.uncertainty import get_uncertainty
 from utils.config import load_config, stage_argument_parser
-from utils.data.prefetch import Prefetcher
-from utils.data.sampler import PairScanner
 from utils.training.stage import Stage, StageLosses
 from utils.training.trainer import run_stage
 
@@ -29,29 +25,26 @@ def weighted_iou_losses(net, inputs, cfg):
     loss, loss_tri, loss_iou, convince = compute_loss_continuous_IOU_weighted(
         net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio, weight,
         batch_size=inputs.batch_size)
-    heatmap_side = int(net["heatmap_semi"].shape[1])  # u in 640-pixel units (docs/FAITHFULNESS.md, T11)
     return StageLosses(
         terms={"loss": loss, "loss_tri": loss_tri, "loss_iou": loss_iou, "convince": tf.reduce_mean(convince)},
         auxiliary={"W_": weight,
-                   "W_z": get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio),
-                   "uncertainty_semi": get_uncertainty(net["L_semi"]) * (640.0 / heatmap_side)})
+                   "W_z": get_weights(net["sat_global"], net["sat_global_semi"], net["grd_global"], inputs.ratio)})
 
 
-def semi_positive_uncertainties(trainer, auxiliary):
+def semi_positive_uncertainties(trainer):
     """u[i, k-1] for training panorama i and its semi-positive label column k = 1..3 (over the training
-    split, where the original indexed a test-split pass with training indices: docs/FAITHFULNESS.md, T3)."""
-    index, inputs = trainer.train_index, trainer.parts.inputs
+    split, where the original indexed a test-split pass with training indices: docs/FAITHFULNESS.md, T3).
+    The one scan's semi branch (T13); u = 0 where an image is unreadable in skip mode (training
+    leaves such panoramas out anyway)."""
+    index = trainer.train_index
+    scanner = trainer.scanner(index, batch_size=trainer.cfg.stages.E_3.uncertainty_batch)
     uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
     for column in (1, 2, 3):
-        pairs = PairScanner(index, trainer.cfg.stages.E_3.uncertainty_batch, column)
-        images = Prefetcher(trainer.loader, index, pairs, workers=trainer.cfg.data.workers)
-        try:
-            for item in tqdm(images, total=len(pairs), desc=f"E_3 uncertainty of semi-positive {column}/3",
-                             leave=False, disable=not trainer.show_progress):
-                feed = {inputs.sat: item["sat"], inputs.sat_semi: item["sat_semi"], inputs.grd: item["grd"]}
-                uncertainty[item["batch"].grd, column - 1] = trainer.sess.run(auxiliary["uncertainty_semi"], feed)
-        finally:
-            images.close()
+        scan = scanner.pairs(index.labels[:, column], branch="semi",
+                             desc=f"E_3 uncertainty of semi-positive {column}/3")
+        uncertainty[:, column - 1] = scan.values["uncertainty"]
+        if scan.skipped:
+            trainer.log(f"E_3: {scan.skipped} pairs with an unreadable image in semi-positive column {column}")
     return uncertainty
 
 
@@ -61,7 +54,7 @@ def semi_positive_weights(trainer, auxiliary):
     if os.path.exists(path) and trainer.resume:
         uncertainty = np.load(path)
     else:
-        uncertainty = semi_positive_uncertainties(trainer, auxiliary)
+        uncertainty = semi_positive_uncertainties(trainer)
         np.save(path, uncertainty)
     s = trainer.cfg.stages.E_3
     weights = semi_positive_weight(uncertainty, a=s.weight_a, b=s.weight_b, c=s.weight_c)

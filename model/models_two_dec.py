@@ -15,13 +15,14 @@ from model.uncertainty import get_cholesky
 
 
 def _bottleneck_and_cholesky(sat_descriptor, grd_descriptor, suffix, fc_dim, out_dim,
-                             cholesky_hidden, head_index):
+                             cholesky_hidden, head_index, initial_sigma_px):
     both = tf.concat([sat_descriptor, grd_descriptor], axis=-1)
     both_fc = fc_layer(both, layers.static_dim(both, -1, "SAMP head input"), fc_dim, 0.005, 0.1,
                        "fc_delta_1" + suffix)
     bottleneck = fc_layer(both_fc, fc_dim, out_dim, 0.005, 0.1, "mlp_bottleneck" + suffix,
                           activation_fn=None)
-    return bottleneck, get_cholesky(bottleneck, hidden_units=cholesky_hidden, index=head_index)
+    return bottleneck, get_cholesky(bottleneck, hidden_units=cholesky_hidden, index=head_index,
+                                    initial_sigma_px=initial_sigma_px)
 
 
 def _heatmap(bottleneck, sat_maps, trainable, name, width):
@@ -32,7 +33,7 @@ def _heatmap(bottleneck, sat_maps, trainable, name, width):
 
 
 def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2048,
-               original=False, fc_dim=4096, cholesky_hidden=512, decoder_width=2048,
+               original=False, fc_dim=4096, cholesky_hidden=512, decoder_width=2048, initial_sigma_px=None,
                vgg_path=None, vgg_width=1.0, vgg_seed=0):
     """SAMP's two-decoder SAFA_delta.
 
@@ -55,10 +56,10 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
     # L_semi/cholesky_block_1/dense_2, dense_3; the index gives those names explicitly.
     with tf.variable_scope("L"):
         bottleneck, L = _bottleneck_and_cholesky(sat_global, grd_global, "", fc_dim, out_dim,
-                                                 cholesky_hidden, head_index=0)
+                                                 cholesky_hidden, 0, initial_sigma_px)
     with tf.variable_scope("L_semi"):
         bottleneck_semi, L_semi = _bottleneck_and_cholesky(semi_global, grd_global, "_semi",
-                                                           fc_dim, out_dim, cholesky_hidden, head_index=1)
+                                                           fc_dim, out_dim, cholesky_hidden, 1, initial_sigma_px)
     with tf.variable_scope("decoder_semi"):
         heatmap_semi = _heatmap(bottleneck_semi, semi_maps, trainable, "decode_semi",
                                 decoder_width)

@@ -31,6 +31,7 @@ def samp(inputs, cfg):
         models_two_dec.SAFA_delta(inputs.sat, inputs.sat_semi, inputs.grd, dimension=m.dimension,
                                   out_dim=m.out_dim, fc_dim=m.fc_dim,
                                   cholesky_hidden=m.cholesky_hidden, decoder_width=m.decoder_width,
+                                  initial_sigma_px=m.cholesky_initial_sigma_px,
                                   **_vgg(cfg))
     return {"sat_global": sat_global, "sat_global_semi": sat_global_semi, "grd_global": grd_global,
             "heatmap": heatmap, "heatmap_semi": heatmap_semi, "L": L, "L_semi": L_semi}

@@ -35,13 +35,24 @@ def elu_plus(x):
     return tf.nn.elu(x) + 1.0
 
 
-def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True):
+def initial_sigma_bias(sigma_px, off_diagonal=0.05):
+    """Output bias that makes a fresh head start at L = [s, off_diagonal, s] (Sigma ~ s^2 I) instead
+    of elu(0) + 1 = 1: the inverse of elu(x) + 1 per entry (docs/FAITHFULNESS.md, T14)."""
+    def inverse(y):
+        return y - 1.0 if y >= 1.0 else float(np.log(y))
+    return [inverse(sigma_px), inverse(off_diagonal), inverse(sigma_px)]
+
+
+def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True, initial_sigma_px=None):
     """L (B, 3) from the bottleneck (B, D): Dense(hidden, sigmoid) -> Dense(3) -> elu + 1.
 
-    Dense layers use Keras' defaults: glorot-uniform kernel, zero bias. With index=None the
+    Dense layers use Keras' defaults: glorot-uniform kernel, zero bias (the original);
+    initial_sigma_px=s starts the output bias at L = [s, 0.05, s] instead. With index=None the
     head takes the next Keras-style number in this graph (the first call builds
     `cholesky_block/dense*`, the second `cholesky_block_1/dense_2, dense_3`).
     """
+    output_bias = (tf.zeros_initializer() if initial_sigma_px is None
+                   else tf.constant_initializer(initial_sigma_bias(initial_sigma_px)))
     if index is None:
         index = _heads_in_graph()
     block, hidden_name, output_name = cholesky_head_names(index)
@@ -52,7 +63,7 @@ def get_cholesky(bottleneck, hidden_units=512, index=None, trainable=True):
                          tf.zeros_initializer(), activation=tf.nn.sigmoid, trainable=trainable,
                          kernel_name="kernel", bias_name="bias")
         coefficients = layers.dense(x, 3, output_name, layers.glorot_uniform(),
-                                    tf.zeros_initializer(), trainable=trainable,
+                                    output_bias, trainable=trainable,
                                     kernel_name="kernel", bias_name="bias")
     return elu_plus(coefficients)
 

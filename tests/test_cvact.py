@@ -55,6 +55,14 @@ def test_utm_round_trip():
     assert np.allclose(geo.latlon_to_utm(0.0, 3.0)[:2], (500000.0, 0.0))
 
 
+def test_utm_is_wgs84_transverse_mercator():
+    # on the equator, 0.01 degrees east of zone 31's central meridian: x = k0 * a * dlambda (A^3 terms < 1 um)
+    easting, northing, zone, south = geo.latlon_to_utm(0.0, 3.01)
+    assert (zone, south) == (31, False) and float(northing) == pytest.approx(0.0, abs=1e-6)
+    assert float(easting) - 500000.0 == pytest.approx(0.9996 * 6378137.0 * np.radians(0.01), abs=1e-3)
+    assert geo.latlon_to_utm(-35.3, 149.1)[2:] == (55, True)   # Canberra: CVACT's zone
+
+
 def test_crop_scheme_is_the_originals():
     rng = np.random.RandomState(11)
     starts, centers = sample_crops(rng)

@@ -7,8 +7,9 @@ import pytest
 
 import compare
 import evaluate
+from utils.config import load_config
 from utils.data.dataset import SplitIndex
-from utils.evaluation.localization import predicted_gps, true_offsets
+from utils.evaluation.summaries import predicted_gps, true_offsets
 from utils.evaluation.report import evaluate_outputs
 from utils.metrics import gps2distance
 
@@ -103,7 +104,7 @@ def test_cli_on_vigor_layout_and_compare(index, tmp_path, monkeypatch):
     np.save(layout / "sat_global_descriptor.npy", sat.astype(np.float64))  # VIGOR saved float64
     np.save(layout / "grd_global_descriptor.npy", grd.astype(np.float64))
     np.save(layout / "delta_same_regression.npy", true_offsets(index.grd_gps, index.sat_gps, RETRIEVED))
-    monkeypatch.setattr(evaluate, "load_index", lambda *args, **kwargs: (None, index))
+    monkeypatch.setattr(evaluate, "load_index", lambda *args, **kwargs: (load_config(), index))
     assert evaluate.main(["--descriptors", str(layout), "--dataset-config", "unused.yaml",
                           "--out", str(tmp_path / "eval_overall")]) == 0
     os.remove(layout / "delta_same_regression.npy")
@@ -124,7 +125,7 @@ def test_cli_on_vigor_layout_and_compare(index, tmp_path, monkeypatch):
 
 
 def test_checkpoint_option_is_lazy(monkeypatch, index, tmp_path):
-    monkeypatch.setattr(evaluate, "load_index", lambda *args, **kwargs: (None, index))
+    monkeypatch.setattr(evaluate, "load_index", lambda *args, **kwargs: (load_config(), index))
     sat, grd = _descriptors()
     calls = {}
 
@@ -136,3 +137,5 @@ def test_checkpoint_option_is_lazy(monkeypatch, index, tmp_path):
     assert evaluate.main(["--checkpoint", "runs/x/E_3/1", "--config", "c.yaml",
                           "--out", str(tmp_path / "ck")]) == 0
     assert calls["checkpoint"] == "runs/x/E_3/1"
+    recorded, used = load_config(str(tmp_path / "ck" / "config.yaml")), load_config()  # the evaluation's record
+    assert {k: v for k, v in recorded.items() if k != "config_path"} == {k: v for k, v in used.items() if k != "config_path"}

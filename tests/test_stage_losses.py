@@ -24,6 +24,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from model.losses import semi_positive_weight
+from model.uncertainty import uncertainty_np
 from utils.config import load_config
 from utils.metrics import distance_score
 from utils.training.graph import build_training_graph
@@ -210,7 +211,8 @@ def e3_probe(sess, g, feed, w):
     for label, weight in (("ambiguous", 1.0 + w_z), ("plain", np.ones_like(w_z)), ("weighted", probe["fed"])):
         probe[label] = sess.run(fetches, {**feed, auxiliary["W_"]: weight})
     probe["ratio"] = feed[inputs.ratio]
-    probe["uncertainty_semi"] = sess.run(auxiliary["uncertainty_semi"], feed)
+    side = int(net["heatmap_semi"].shape[1])  # what prepare() measures, through the scan's maths
+    probe["uncertainty_semi"] = uncertainty_np(sess.run(net["L_semi"], feed)) * (640.0 / side)
     return probe
 
 

@@ -121,3 +121,18 @@ def test_cholesky_heads_take_keras_names_and_are_positive(graph):
     expected = np.where(raw > 0, raw, np.expm1(raw)) + 1.0  # elu + 1
     np.testing.assert_allclose(L_val, expected, rtol=1e-5)
     assert (L_val > 0).all()
+
+
+def test_an_initial_sigma_starts_the_head_at_that_scale(graph):
+    """model.cholesky_initial_sigma_px: only the output bias changes; names stay Keras'."""
+    bottleneck = tf.constant(np.random.default_rng(5).standard_normal((6, 32)).astype(np.float32))
+    with tf.variable_scope("L"):
+        L = unc.get_cholesky(bottleneck, hidden_units=16, index=0, initial_sigma_px=20.0)
+    assert [v.op.name for v in tf.global_variables()][-1] == "L/cholesky_block/dense_1/bias"
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        L_val, bias, kernel = sess.run([L, tf.global_variables()[-1], tf.global_variables()[-2]])
+    np.testing.assert_allclose(bias, [19.0, np.log(0.05), 19.0], rtol=1e-6)
+    # elu(bias + x) + 1 for the head's own small output x: about [20, 0.05, 20]
+    assert np.all(np.abs(L_val[:, [0, 2]] - 20.0) < np.abs(kernel).sum(axis=0)[[0, 2]] + 1e-4)
+    assert np.all((L_val[:, 1] > 0) & (L_val[:, 1] < 0.05 * np.exp(np.abs(kernel[:, 1]).sum()) + 1e-6))

@@ -27,6 +27,10 @@ SAT_LIST = "satellite_list.txt"
 SAME_AREA_TRAIN = "same_area_balanced_train.txt"
 SAME_AREA_TEST = "same_area_balanced_test.txt"
 PANO_LABELS = "pano_label_balanced.txt"
+LABEL_SETS = ("original", "corrected")
+CORRECTED_DIR = "splits__corrected"    # SliceMatch's folder (VIGOR_corrected_labels/ in their repository)
+CORRECTED_SUFFIX = "__corrected"       # ... and its label files: same_area_balanced_train__corrected.txt
+CORRECTED_SOURCE = "https://github.com/tudelft-iv/SliceMatch/tree/main/VIGOR_corrected_labels"
 RESOLUTION_FILE = "meters_per_pixel.json"   # optional: {city: metres per pixel at 640 px}
 DATASET_HELP = "see data/DATASET.md for how to get the data and lay it out"
 
@@ -127,8 +131,9 @@ def _read_lines(path, what):
         with open(path, "r") as f:
             return f.read().splitlines()
     except FileNotFoundError:
-        raise DataError(f"{what} {path} not found. The dataset root should contain "
-                        f"splits/<City>/{os.path.basename(path)}; {DATASET_HELP}.") from None
+        folder = os.path.dirname(os.path.dirname(path))
+        raise DataError(f"{what} {path} not found. {folder} should contain "
+                        f"<City>/{os.path.basename(path)} for every city used; {DATASET_HELP}.") from None
     except OSError as e:
         raise DataError(f"{what} {path} cannot be read ({e}); check its permissions.") from None
 
@@ -287,7 +292,7 @@ def check_images(index, problems_mode="error", decode=False):
     for paths, source, kind in ((index.sat_paths, index.sat_source, "tile"),
                                 (index.grd_paths, index.grd_source, "panorama")):
         for i, path in enumerate(paths):
-            reason = _image_problem(path, decode)
+            reason = image_problem(path, decode)
             if reason is None:
                 continue
             if problems_mode == "error":
@@ -297,13 +302,24 @@ def check_images(index, problems_mode="error", decode=False):
     return bad
 
 
-def _image_problem(path, decode):
+def image_problem(path, decode=True):
+    """None for a readable image, else what is wrong with it: missing, empty, truncated (a JPEG
+    without its end marker, a PNG without IEND: the last bytes are read), or, with `decode`,
+    undecodable by OpenCV."""
     try:
         size = os.path.getsize(path)
     except OSError:
         return "is missing"
     if size == 0:
         return "is empty"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        handle.seek(max(0, size - 32))
+        tail = handle.read()
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return "is truncated (no JPEG end marker)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "is truncated (no PNG IEND chunk)"
     if decode:
         import cv2
         if cv2.imread(str(path)) is None:
@@ -334,8 +350,51 @@ def _apply_image_check(index, mode, check):
         raise DataError(f"{index.name}: every panorama references a missing image; {DATASET_HELP}.")
 
 
+@dataclass(frozen=True)
+class LabelFiles:
+    """Where a dataset's split files are and what they are called."""
+    labels: str                 # 'original' (VIGOR) or 'corrected' (SliceMatch)
+    label_dir: str              # folder under the root that holds <City>/
+    same_area_train: str
+    same_area_test: str
+    cross_area: str             # every panorama of a city (cross-area train and test)
+    sat_list: str = SAT_LIST
+
+
+def _corrected_names(label_dir):
+    return LabelFiles("corrected", label_dir, *(f"{os.path.splitext(name)[0]}{CORRECTED_SUFFIX}.txt"
+                                                for name in (SAME_AREA_TRAIN, SAME_AREA_TEST, PANO_LABELS)))
+
+
+def label_files(root, labels="original", label_dir=None):
+    """The split files of `labels` as shipped.
+
+    original: VIGOR's splits/<City>/same_area_balanced_train.txt, ... corrected: SliceMatch's
+    splits__corrected/<City>/same_area_balanced_train__corrected.txt, ... (satellite_list.txt
+    keeps its name), either next to VIGOR's splits/ or renamed to splits/ (their README's way).
+    label_dir forces the folder.
+    """
+    if labels not in LABEL_SETS:
+        raise DataError(f"labels must be one of {LABEL_SETS}, not {labels!r}")
+    if labels == "original":
+        return LabelFiles("original", label_dir or "splits", SAME_AREA_TRAIN, SAME_AREA_TEST, PANO_LABELS)
+    if label_dir is not None:
+        return _corrected_names(label_dir)
+    if os.path.isdir(os.path.join(root, CORRECTED_DIR)):
+        return _corrected_names(CORRECTED_DIR)
+    splits = os.path.join(root, "splits")
+    if os.path.isdir(splits) and any(name.endswith(CORRECTED_SUFFIX + ".txt")
+                                     for city in os.listdir(splits) if os.path.isdir(os.path.join(splits, city))
+                                     for name in os.listdir(os.path.join(splits, city))):
+        return _corrected_names("splits")
+    raise DataError(f"data.labels=corrected, but {root} has neither {CORRECTED_DIR}/<City>/ (SliceMatch's folder "
+                    f"next to splits/) nor splits/<City>/*{CORRECTED_SUFFIX}.txt (their folder renamed to "
+                    f"splits, as their README says): copy VIGOR_corrected_labels/{CORRECTED_DIR} from "
+                    f"{CORRECTED_SOURCE} into {root}, or set data.labels=original; {DATASET_HELP}.")
+
+
 def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolution="original",
-               on_bad_sample="error", check_images=False, label_dir="splits"):
+               on_bad_sample="error", check_images=False, label_dir=None, labels="original"):
     """(train, test) SplitIndex of a dataset in VIGOR's format.
 
     same_area: both splits from the same cities (same_area_balanced_train/test.txt); otherwise
@@ -345,11 +404,15 @@ def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolu
     VIGOR's four, or to every folder of root/splits when none of VIGOR's is there (CVACT). on_bad_sample: 'error' raises DataError at the first bad line; 'skip' skips bad
     lines, lists them in `index.skipped` and prints a summary once. check_images: False (images
     are checked when loaded), True (every file exists and is not empty) or 'decode'.
-    label_dir: 'splits', or e.g. 'splits__corrected' for SliceMatch's corrected labels.
+    labels: 'original' (VIGOR's split files) or 'corrected' (SliceMatch's, as shipped: see
+    `label_files`); label_dir forces the folder of the split files (default: splits, or where
+    SliceMatch's are).
     """
     root = str(root)
     if not os.path.isdir(root):
         raise DataError(f"dataset root {root} does not exist; {DATASET_HELP}.")
+    files = label_files(root, labels, label_dir)
+    label_dir = files.label_dir
     if not os.path.isdir(os.path.join(root, label_dir)):
         raise DataError(f"{os.path.join(root, label_dir)} not found: the dataset root {root} should "
                         f"contain {label_dir}/<City>/ with the split files; {DATASET_HELP}.")
@@ -361,18 +424,18 @@ def load_vigor(root, same_area=True, train_cities=None, test_cities=None, resolu
                 default = tuple(present)
         train_cities = tuple(train_cities or default)
         test_cities = tuple(test_cities or default)
-        train_file, test_file, kind = SAME_AREA_TRAIN, SAME_AREA_TEST, "same-area"
+        train_file, test_file, kind = files.same_area_train, files.same_area_test, "same-area"
     else:
         train_cities = tuple(train_cities or CROSS_AREA_TRAIN)
         test_cities = tuple(test_cities or CROSS_AREA_TEST)
-        train_file, test_file, kind = PANO_LABELS, PANO_LABELS, "cross-area"
+        train_file, test_file, kind = files.cross_area, files.cross_area, "cross-area"
     resolutions = _city_resolutions(root, sorted(set(train_cities) | set(test_cities)), resolution)
     dataset = os.path.basename(os.path.normpath(root))
     splits = []
     for cities, label_file, part in ((train_cities, train_file, "train"), (test_cities, test_file, "test")):
         problems = _Problems(on_bad_sample)
-        index = _load_split(root, cities, label_file, resolutions, f"{dataset} {kind} {part}",
-                            problems, label_dir)
+        name = f"{dataset} {kind} {part}" + (" (corrected labels)" if files.labels == "corrected" else "")
+        index = _load_split(root, cities, label_file, resolutions, name, problems, label_dir)
         index.skipped = problems.items
         if check_images:
             _apply_image_check(index, on_bad_sample, check_images)

@@ -1,10 +1,12 @@
-"""Geographic helpers: VIGOR's GPS <-> pixel-offset maths, a local tangent plane, and UTM.
+"""Geographic helpers: VIGOR's GPS <-> pixel-offset maths, a local tangent plane, and UTM (pyproj).
 
 `gps2distance` and `Lat_Lng` keep the names, signatures and maths of VIGOR's
 `evaluate_from_npy.py` (great circle on a sphere of radius 6371004 m). Offsets (`delta`) follow
 VIGOR's 640-pixel convention: the panorama sits at row 320 + delta[0], column 320 - delta[1] of
 the tile, so delta[0] > 0 is south of the tile centre and delta[1] > 0 is west of it.
 """
+from functools import lru_cache
+
 import numpy as np
 
 EARTH_RADIUS = 6371004.0          # VIGOR's sphere
@@ -109,26 +111,18 @@ def gps_to_enu(lat0, lng0, lat, lng):
     return east, north
 
 
-# ---------------------------------------------------------------- UTM (WGS84, Snyder's series)
-_WGS84_A = 6378137.0
-_WGS84_F = 1.0 / 298.257223563
-_UTM_K0 = 0.9996
-_E2 = _WGS84_F * (2.0 - _WGS84_F)
-_EP2 = _E2 / (1.0 - _E2)
-_FALSE_EASTING = 500000.0
-_FALSE_NORTHING_SOUTH = 10000000.0
-
-
-def _meridian_arc(phi):
-    e2, e4, e6 = _E2, _E2 ** 2, _E2 ** 3
-    return _WGS84_A * ((1 - e2 / 4 - 3 * e4 / 64 - 5 * e6 / 256) * phi
-                       - (3 * e2 / 8 + 3 * e4 / 32 + 45 * e6 / 1024) * np.sin(2 * phi)
-                       + (15 * e4 / 256 + 45 * e6 / 1024) * np.sin(4 * phi)
-                       - (35 * e6 / 3072) * np.sin(6 * phi))
-
-
+# ---------------------------------------------------------------- UTM (WGS84, through pyproj)
 def utm_zone_of(lng):
     return int(np.floor((float(lng) + 180.0) / 6.0)) % 60 + 1
+
+
+@lru_cache(maxsize=None)
+def _utm_transformer(zone, south, to_utm):
+    """pyproj Transformer between WGS84 (lng, lat order) and UTM `zone` (EPSG 326zz / 327zz)."""
+    from pyproj import Transformer
+    utm = f"EPSG:{(32700 if south else 32600) + int(zone)}"
+    return Transformer.from_crs("EPSG:4326", utm, always_xy=True) if to_utm else \
+        Transformer.from_crs(utm, "EPSG:4326", always_xy=True)
 
 
 def latlon_to_utm(lat, lng, zone=None):
@@ -138,42 +132,12 @@ def latlon_to_utm(lat, lng, zone=None):
     if zone is None:
         zone = utm_zone_of(np.mean(lng))
     south = bool(np.mean(lat) < 0)
-    phi = np.radians(lat)
-    lam0 = np.radians((zone - 1) * 6 - 180 + 3)
-    n = _WGS84_A / np.sqrt(1 - _E2 * np.sin(phi) ** 2)
-    t = np.tan(phi) ** 2
-    c = _EP2 * np.cos(phi) ** 2
-    a = np.cos(phi) * (np.radians(lng) - lam0)
-    easting = _FALSE_EASTING + _UTM_K0 * n * (
-        a + (1 - t + c) * a ** 3 / 6 + (5 - 18 * t + t ** 2 + 72 * c - 58 * _EP2) * a ** 5 / 120)
-    northing = _UTM_K0 * (_meridian_arc(phi) + n * np.tan(phi) * (
-        a ** 2 / 2 + (5 - t + 9 * c + 4 * c ** 2) * a ** 4 / 24
-        + (61 - 58 * t + t ** 2 + 600 * c - 330 * _EP2) * a ** 6 / 720))
-    if south:
-        northing = northing + _FALSE_NORTHING_SOUTH
-    return easting, northing, zone, south
+    easting, northing = _utm_transformer(int(zone), south, True).transform(lng, lat)
+    return np.asarray(easting), np.asarray(northing), zone, south
 
 
 def utm_to_latlon(easting, northing, zone, south):
     """WGS84 (lat, lng) degrees of UTM coordinates in `zone` (south: southern hemisphere)."""
-    x = np.asarray(easting, dtype=np.float64) - _FALSE_EASTING
-    y = np.asarray(northing, dtype=np.float64) - (_FALSE_NORTHING_SOUTH if south else 0.0)
-    e2, e4, e6 = _E2, _E2 ** 2, _E2 ** 3
-    mu = (y / _UTM_K0) / (_WGS84_A * (1 - e2 / 4 - 3 * e4 / 64 - 5 * e6 / 256))
-    e1 = (1 - np.sqrt(1 - e2)) / (1 + np.sqrt(1 - e2))
-    phi1 = (mu + (3 * e1 / 2 - 27 * e1 ** 3 / 32) * np.sin(2 * mu)
-            + (21 * e1 ** 2 / 16 - 55 * e1 ** 4 / 32) * np.sin(4 * mu)
-            + (151 * e1 ** 3 / 96) * np.sin(6 * mu)
-            + (1097 * e1 ** 4 / 512) * np.sin(8 * mu))
-    c1 = _EP2 * np.cos(phi1) ** 2
-    t1 = np.tan(phi1) ** 2
-    n1 = _WGS84_A / np.sqrt(1 - e2 * np.sin(phi1) ** 2)
-    r1 = _WGS84_A * (1 - e2) / (1 - e2 * np.sin(phi1) ** 2) ** 1.5
-    d = x / (n1 * _UTM_K0)
-    phi = phi1 - (n1 * np.tan(phi1) / r1) * (
-        d ** 2 / 2 - (5 + 3 * t1 + 10 * c1 - 4 * c1 ** 2 - 9 * _EP2) * d ** 4 / 24
-        + (61 + 90 * t1 + 298 * c1 + 45 * t1 ** 2 - 252 * _EP2 - 3 * c1 ** 2) * d ** 6 / 720)
-    lam = (d - (1 + 2 * t1 + c1) * d ** 3 / 6
-           + (5 - 2 * c1 + 28 * t1 - 3 * c1 ** 2 + 8 * _EP2 + 24 * t1 ** 2) * d ** 5 / 120) / np.cos(phi1)
-    lam0 = (zone - 1) * 6 - 180 + 3
-    return np.degrees(phi), lam0 + np.degrees(lam)
+    lng, lat = _utm_transformer(int(zone), bool(south), False).transform(
+        np.asarray(easting, dtype=np.float64), np.asarray(northing, dtype=np.float64))
+    return np.asarray(lat), np.asarray(lng)

@@ -317,8 +317,9 @@ class Prefetcher:
 def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner, opencv_threads=1):
     """Yield, chunk by chunk in order, a tuple of float32 arrays filled by (slot, row, load, path, where) jobs.
 
-    In skip mode an unreadable image leaves its row at zero (scans keep every row so that
-    descriptor indices stay aligned with the index).
+    Each chunk comes with a (n,) bool array of its rows that hold an unreadable image: in skip
+    mode such a row is left at zero and flagged (scans keep every row so that indices stay
+    aligned with the index); in error mode the first one raises.
     """
     pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix=owner)
     threads_set = _OpenCVThreads.acquire(opencv_threads)
@@ -332,7 +333,7 @@ def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner, 
         except StopIteration:
             return False
         arrays = tuple(np.zeros((n,) + shape + (3,), np.float32) for shape in shapes)
-        futures = [(path, pool.submit(Prefetcher._load_into, arrays[slot], row, load, path, where))
+        futures = [(row, path, pool.submit(Prefetcher._load_into, arrays[slot], row, load, path, where))
                    for slot, row, load, path, where in jobs]
         inflight.append((arrays, futures))
         return True
@@ -343,17 +344,19 @@ def _ordered_scan(jobs_per_chunk, shapes, workers, depth, on_bad_sample, owner, 
         while inflight:
             arrays, futures = inflight.popleft()
             submit()
-            for path, future in futures:
+            bad = np.zeros(len(arrays[0]), bool)
+            for row, path, future in futures:
                 try:
                     future.result()
                 except DataError as e:
                     if on_bad_sample == "error":
                         raise
                     skips.add(str(path), str(e))
-            yield arrays
+                    bad[row] = True
+            yield arrays, bad
     finally:
         for _, futures in inflight:
-            for _, future in futures:
+            for *_, future in futures:
                 future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
         if threads_set:
@@ -366,29 +369,32 @@ def _chunks(count, batch_size):
         yield np.arange(start, min(start + int(batch_size), count))
 
 
-def scan_sat(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error"):
-    """Every tile of the split in order, batch_size at a time: (b, H, W, 3) float32 arrays."""
+def scan_sat(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error", with_bad=False):
+    """Every tile of the split in order, batch_size at a time: (b, H, W, 3) float32 arrays
+    (with_bad: (array, (b,) bool rows whose image was unreadable and left at zero))."""
     def chunks():
         for rows in _chunks(len(index.sat_paths), batch_size):
             yield len(rows), [(0, r, loader.load_sat_into, index.sat_paths[j], _source(index, "sat", j))
                               for r, j in enumerate(rows)]
-    for (sat,) in _ordered_scan(chunks(), [loader.sat_size], workers, depth, on_bad_sample, "scan_sat"):
-        yield sat
+    for (sat,), bad in _ordered_scan(chunks(), [loader.sat_size], workers, depth, on_bad_sample, "scan_sat"):
+        yield (sat, bad) if with_bad else sat
 
 
-def scan_grd(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error"):
-    """Every panorama of the split in order: (b, H, W, 3) float32 arrays."""
+def scan_grd(loader, index, batch_size, workers=2, depth=2, on_bad_sample="error", with_bad=False):
+    """Every panorama of the split in order: (b, H, W, 3) float32 arrays (with_bad: as scan_sat)."""
     def chunks():
         for rows in _chunks(len(index.grd_paths), batch_size):
             yield len(rows), [(0, r, loader.load_grd_into, index.grd_paths[i], _source(index, "grd", i))
                               for r, i in enumerate(rows)]
-    for (grd,) in _ordered_scan(chunks(), [loader.grd_size], workers, depth, on_bad_sample, "scan_grd"):
-        yield grd
+    for (grd,), bad in _ordered_scan(chunks(), [loader.grd_size], workers, depth, on_bad_sample, "scan_grd"):
+        yield (grd, bad) if with_bad else grd
 
 
-def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_sample="error"):
+def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_sample="error",
+               with_bad=False):
     """(sat, grd) batches: panorama i with tile sat_order[i], in panorama order (the original's
-    next_pair_scan_order, e.g. with the retrieved or the positive tile of each panorama)."""
+    next_pair_scan_order, e.g. with the retrieved or the positive tile of each panorama).
+    with_bad: ((sat, grd), (b,) bool pairs with an unreadable image)."""
     sat_order = np.asarray(sat_order, dtype=np.int64)
     if len(sat_order) != len(index.grd_paths):
         raise ValueError(f"sat_order has {len(sat_order)} entries for {len(index.grd_paths)} panoramas")
@@ -401,5 +407,6 @@ def scan_pairs(loader, index, sat_order, batch_size, workers=2, depth=2, on_bad_
                 jobs.append((0, r, loader.load_sat_into, index.sat_paths[j], _source(index, "sat", j)))
                 jobs.append((1, r, loader.load_grd_into, index.grd_paths[i], _source(index, "grd", i)))
             yield len(rows), jobs
-    yield from _ordered_scan(chunks(), [loader.sat_size, loader.grd_size], workers, depth, on_bad_sample,
-                             "scan_pairs")
+    for arrays, bad in _ordered_scan(chunks(), [loader.sat_size, loader.grd_size], workers, depth,
+                                     on_bad_sample, "scan_pairs"):
+        yield (arrays, bad) if with_bad else arrays

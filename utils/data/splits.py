@@ -18,12 +18,19 @@ def ensure_dataset(cfg):
     return root
 
 
-def load_splits(cfg):
-    """(train, test) SplitIndex of the configured dataset and split."""
+def load_splits(cfg, check_labels=True):
+    """(train, test) SplitIndex of the configured dataset and split. check_labels: warn (once per
+    process and dataset) when the label offsets do not fit the configured resolution
+    (utils/data/check.py; reads no image)."""
     root = ensure_dataset(cfg)
     d = cfg.data
-    return load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,
-                      test_cities=d.test_cities, resolution=d.resolution, on_bad_sample=d.on_bad_sample)
+    train, test = load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,
+                             test_cities=d.test_cities, resolution=d.resolution,
+                             on_bad_sample=d.on_bad_sample, labels=d.labels)
+    if check_labels:
+        from utils.data.check import warn_on_labels
+        warn_on_labels(cfg, train, test)
+    return train, test
 
 
 def build_loader(cfg):

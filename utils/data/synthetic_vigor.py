@@ -32,6 +32,9 @@ unchanged; see `read_difficulty`):
   setback, height, roof and facade colour); the share of repeated buildings around the camera.
 
 Each is scaled to [0, 1]; `difficulty` is their mean.
+
+Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.tif`
+(utils/data/synthetic_raster.py).
 """
 import argparse
 import glob
@@ -48,8 +51,9 @@ import numpy as np
 from utils.data.dataset import (PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST,
                            pano_file_name, parse_pano_name, parse_sat_name, sat_file_name)
 from utils.data.geo import enu_to_gps, gps_to_delta
+from utils.data.synthetic_raster import full_resolution, write_city_raster
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3           # 2: tiles cut from the upsampled whole map, + the city's GeoTIFF; 3: ambiguity
 DIFFICULTY_FILE = "panorama_difficulty.txt"   # space-separated, like VIGOR's label files
 MANIFEST = "synthetic_manifest.json"
 TILE = 640
@@ -726,13 +730,18 @@ def _fmt(x):
     return repr(float(x))
 
 
-def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_per_tile, mpp, margin, detail):
+def city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail):
+    """One city's map (deterministic for seed and index) and the generator left after drawing it."""
     rng = np.random.default_rng([seed, index])
     style = STYLES.get(name) or random_style(rng)
     side = (2 * margin + STRIDE * (tiles_per_side + 1)) // detail
-    city = build_city_map(name, style, side, mpp * detail, rng, city_origin(name, index))
+    return build_city_map(name, style, side, mpp * detail, rng, city_origin(name, index)), rng
+
+
+def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_per_tile, mpp, margin, detail):
+    city, rng = city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail)
     centres = tile_grid(tiles_per_side, margin) // detail          # map (raster) coordinates
-    half = TILE // 2 // detail
+    aerial = full_resolution(city.color, detail)                   # tiles and GeoTIFF are cut from it
 
     sat_dir = os.path.join(out_dir, name, "satellite")
     pano_dir = os.path.join(out_dir, name, "panorama")
@@ -746,12 +755,11 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
             lat, lng = city.pixel_to_gps(rc, cc)
             tile = sat_file_name(lat, lng, "png")
             tile_names[(i, j)] = tile
-            crop = city.color[rc - half:rc + half, cc - half:cc + half]
-            if detail > 1:
-                crop = cv2.resize(crop, (TILE, TILE), interpolation=cv2.INTER_LINEAR)
+            crop = aerial[rc * detail - TILE // 2:rc * detail + TILE // 2, cc * detail - TILE // 2:cc * detail + TILE // 2]
             cv2.imwrite(os.path.join(sat_dir, tile), crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     with open(os.path.join(split_dir, SAT_LIST), "w") as f:
         f.writelines(tile_names[key] + "\n" for key in sorted(tile_names))
+    write_city_raster(os.path.join(out_dir, name), aerial, city.origin, mpp, margin % STRIDE)
 
     lines, difficulty_rows = [], []
     surroundings = Surroundings(city, centres, half)

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from utils.evaluation import calibration, localization, plots
+from utils.evaluation import calibration, plots, summaries
 from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, search
 from utils.metrics import distance_accuracy
 
@@ -19,7 +19,7 @@ _CONVERT_ROWS = 8192
 
 def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=None, sigma=None,
                      heatmaps=None, out_dir=None, name="", memory_budget=DEFAULT_MEMORY_BUDGET,
-                     found=None) -> dict:
+                     found=None, skipped=None) -> dict:
     """Retrieval, metre-level localization, fine localization and calibration of one model.
 
     index: a SplitIndex (utils/data/dataset.py). sat_desc (S, D) / grd_desc (N, D): unit descriptors
@@ -29,12 +29,16 @@ def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=N
     positive-tile prediction over delta coordinates (of the top-1 prediction if
     offsets_positive is None). heatmaps: (K, H, W) for queries 0..K-1, or {query: (H, W)}.
     found: the RetrievalResult of these descriptors (k >= 1) when the caller has searched already.
+    skipped: counts of unreadable images left out of `index` (utils/evaluation/scan.py,
+    readable_subset), reported next to the figures.
     """
     sat, grd = as_float32(sat_desc), as_float32(grd_desc)
     offsets, offsets_positive, sigma = _checked_inputs(index, sat, grd, offsets, offsets_positive, sigma)
     if found is None:
         found = search(grd, sat, index.labels, k=1, memory_budget=memory_budget)
     results, per_query = _retrieval(index, sat, found, name)
+    if skipped and any(skipped.values()):
+        results["unreadable"] = dict(skipped)
     curves = _localization(index, per_query["top1"], offsets, offsets_positive, name, results, per_query)
     if sigma is not None:
         _calibration(index, offsets, offsets_positive, sigma, results, per_query)
@@ -63,7 +67,7 @@ def _retrieval(index, sat, found, name):
                "num_queries": len(index.grd_paths), "num_references": num_refs,
                "descriptor_dim": int(sat.shape[1]),
                "meters_per_pixel": _resolution_summary(np.asarray(index.meters_per_pixel, dtype=np.float64)),
-               "retrieval": localization.retrieval_summary(found.ranks[:, 0], hit_ranks, num_refs)}
+               "retrieval": summaries.retrieval_summary(found.ranks[:, 0], hit_ranks, num_refs)}
     per_query = {"top1": found.topk[:, 0], "ranks": found.ranks, "hit_ranks": hit_ranks}
     return results, per_query
 
@@ -72,23 +76,23 @@ def _localization(index, top1, offsets, offsets_positive, name, results, per_que
     """Metres with the top-1 tile, with the positive tile given, and at the positive tile's centre."""
     resolution = np.asarray(index.meters_per_pixel, dtype=np.float64)
     grd_gps, sat_gps, labels = np.asarray(index.grd_gps), np.asarray(index.sat_gps), np.asarray(index.labels)
-    errors = localization.localization_errors(grd_gps, sat_gps, top1, offsets, resolution)
-    results["localization"] = dict(localization.meter_summary(errors),
+    errors = summaries.localization_errors(grd_gps, sat_gps, top1, offsets, resolution)
+    results["localization"] = dict(summaries.meter_summary(errors),
                                    offsets="predicted" if offsets is not None else "zero (tile centre)")
     per_query["errors"] = errors
     curves = [(name or "top-1 tile", *distance_accuracy(errors))]
     results["curves"] = {"localization": _curve_dict(curves[0])}
     if offsets_positive is not None:
-        fine_errors = localization.fine_localization_errors(grd_gps, sat_gps, labels, offsets_positive,
+        fine_errors = summaries.fine_localization_errors(grd_gps, sat_gps, labels, offsets_positive,
                                                             resolution)
         pixel = np.linalg.norm(offsets_positive - index.deltas[:, 0], axis=1)
-        results["fine_localization"] = dict(localization.meter_summary(fine_errors),
+        results["fine_localization"] = dict(summaries.meter_summary(fine_errors),
                                             mean_px=float(pixel.mean()), median_px=float(np.median(pixel)))
         per_query["fine_errors"] = fine_errors
         curves.append((f"{name} (positive tile given)".strip(), *distance_accuracy(fine_errors)))
         results["curves"]["fine_localization"] = _curve_dict(curves[-1])
-    centre = localization.localization_errors(grd_gps, sat_gps, labels[:, 0], None, resolution)
-    results["positive_tile_centre"] = localization.meter_summary(centre)
+    centre = summaries.localization_errors(grd_gps, sat_gps, labels[:, 0], None, resolution)
+    results["positive_tile_centre"] = summaries.meter_summary(centre)
     return curves
 
 
@@ -99,7 +103,7 @@ def _calibration(index, offsets, offsets_positive, sigma, results, per_query):
         error, about = per_query["fine_errors"], "positive tile"
     elif offsets is not None:
         resolution = np.asarray(index.meters_per_pixel, dtype=np.float64)
-        residual = localization.true_offsets(index.grd_gps, index.sat_gps, per_query["top1"], resolution) - offsets
+        residual = summaries.true_offsets(index.grd_gps, index.sat_gps, per_query["top1"], resolution) - offsets
         error, about = per_query["errors"], "top-1 tile"
     else:
         raise ValueError("sigma needs the offsets it describes: give offsets_positive or offsets")
@@ -208,8 +212,12 @@ def markdown_report(results: dict) -> str:
     lines = [f"# {results['name'] or 'Evaluation'}", "",
              f"{results['dataset']}: {results['num_queries']} panoramas, "
              f"{results['num_references']} tiles, descriptors of {results['descriptor_dim']}; "
-             f"resolution {results['meters_per_pixel']} m/px.", "",
-             "## Retrieval (%)", "",
+             f"resolution {results['meters_per_pixel']} m/px.", ""]
+    if "unreadable" in results:
+        u = results["unreadable"]
+        lines += [f"Unreadable images left out (data.on_bad_sample=skip): {u['unreadable_tiles']} tiles, "
+                  f"{u['unreadable_panoramas']} panoramas; {u['queries_left_out']} queries not scored.", ""]
+    lines += ["## Retrieval (%)", "",
              "| top-1 | top-5 | top-1% | hit rate | recall@10 | median rank |",
              "|---|---|---|---|---|---|",
              f"| {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_percent'])} | "

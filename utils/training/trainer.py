@@ -14,12 +14,13 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from tqdm import tqdm
 
-from utils.data.prefetch import Prefetcher, scan_grd, scan_sat
+from utils.data.prefetch import Prefetcher
 from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import validate_top_blocked
+from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt
+from utils.training import checkpoints as ckpt, records
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 
@@ -177,6 +178,7 @@ class Trainer:
             f.write(text + "\n")
 
     def run(self):
+        records.write_record(self.run_dir, self.cfg)
         self.build_graph()
         self.writer = tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
         previous_handler = self._catch_sigterm()
@@ -314,25 +316,28 @@ class Trainer:
         self.log(f"{self.stage.name} epoch {epoch}: {_epoch_line(record, meters)}")
 
     # ------------------------------------------------------------------ validation
+    def scanner(self, index, batch_size=None):
+        """The one scan (utils/evaluation/scan.py) of a split through the training graph."""
+        network = ScanNetwork(self.sess, self.parts.inputs, self.parts.net)
+        return Scanner(network, self.loader, index, int(batch_size or self.cfg.validation.scan_batch),
+                       workers=int(self.cfg.data.workers), on_bad_sample=self.cfg.data.on_bad_sample,
+                       progress=self.show_progress)
+
     def descriptors(self, index):
-        """Global descriptors of every tile and panorama of a split, with the training graph."""
-        net, inputs, batch = self.parts.net, self.parts.inputs, self.cfg.validation.scan_batch
-        sat_parts, grd_parts = [], []
-        for images in scan_sat(self.loader, index, batch):
-            feed = {inputs.sat: images}
-            if inputs.sat_semi is not None:
-                feed[inputs.sat_semi] = images  # the semi branch is unused here but part of the graph
-            sat_parts.append(self.sess.run(net["sat_global"], feed))
-        for images in scan_grd(self.loader, index, batch):
-            grd_parts.append(self.sess.run(net["grd_global"], {inputs.grd: images}))
-        return np.concatenate(sat_parts).astype(np.float32), np.concatenate(grd_parts).astype(np.float32)
+        """Global descriptors of every tile and panorama of a split (a scan.Descriptors)."""
+        return descriptor_pass(self.scanner(index))
 
     def validate(self, epoch):
-        sat_desc, grd_desc = self.descriptors(self.test_index)
-        np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), sat_desc)
-        np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), grd_desc)
-        top1_percent, top1, top5, hit = validate_top_blocked(grd_desc, sat_desc, self.test_index.labels)
-        return {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
+        scan = self.descriptors(self.test_index)
+        np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), scan.sat)
+        np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), scan.grd)
+        top1_percent, top1, top5, hit = validate_top_blocked(scan.readable_grd, scan.readable_sat,
+                                                             scan.readable.labels)
+        record = {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
+        if any(scan.skips.values()):
+            record.update(scan.skips)
+            self.log(f"{self.stage.name} epoch {epoch} validation: unreadable images left out {scan.skips}")
+        return record
 
     def _append_metrics(self, record):
         path = os.path.join(self.run_dir, "metrics.json")

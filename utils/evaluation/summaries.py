@@ -1,4 +1,4 @@
-"""Localization in metres and the summaries of one evaluation: retrieval and metre-level errors.
+"""The summaries of one evaluation: retrieval, and localization errors in metres.
 
 Predicted positions use VIGOR's formula (a tile centre moved by its offset, per-tile resolution).
 """

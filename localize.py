@@ -1,0 +1,126 @@
+"""Localize new panoramas against a georeferenced map: build a reference database, index it, query it.
+
+    python localize.py build --raster MAP.tif --out DB [--tile-px 640] [--stride-px 640|320]
+    python localize.py index --checkpoint CKPT --db DB [--config configs/demo.yaml] [--set key=value]
+    python localize.py query --checkpoint CKPT --db DB PANO [PANO ...] --out OUT.geojson [--figures DIR]
+        [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
+
+build cuts the raster (any CRS rasterio reads) into VIGOR-named tiles with tiles.csv / tiles.geojson;
+index stores the checkpoint's tile descriptors (and a faiss index); query writes a GeoJSON in WGS84
+with the top-k tiles, each tile's offset and Gaussian, and the fused position with its 1 and 2
+sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
+positions (columns panorama, east_m, north_m: metres from any common point).
+"""
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+
+from utils.cli import run
+from utils.config import load_config
+from utils.data.dataset import DataError
+
+
+def _model_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory or prefix (runs/<exp>/<stage>/<epoch>)")
+    parser.add_argument("--db", required=True, help="the reference database (made by build)")
+    parser.add_argument("--config", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml"),
+                        help="the config the checkpoint was trained with (default: configs/demo.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set localize.top_k=5 (repeatable)")
+
+
+def argument_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="cut a georeferenced raster into a reference database")
+    build.add_argument("--raster", required=True)
+    build.add_argument("--out", required=True)
+    build.add_argument("--tile-px", type=int, default=640)
+    build.add_argument("--stride-px", type=int, default=640, help="640: sparse (no overlap); 320: VIGOR's dense layout")
+    _model_arguments(commands.add_parser("index", help="compute and store the tile descriptors"))
+    query = commands.add_parser("query", help="localize panoramas; write GeoJSON (and figures)")
+    _model_arguments(query)
+    query.add_argument("panoramas", nargs="+", metavar="PANO")
+    query.add_argument("--out", required=True, help="the GeoJSON file to write")
+    query.add_argument("--figures", help="a directory for the figures")
+    query.add_argument("--joint", help="CSV of relative positions (panorama, east_m, north_m): localize together")
+    return parser
+
+
+def read_offsets(path, panoramas):
+    """(P, 2) metres east and north of each panorama relative to the first, from the CSV."""
+    try:
+        with open(path, newline="") as f:
+            rows = {os.path.basename(r["panorama"]): (float(r["east_m"]), float(r["north_m"])) for r in csv.DictReader(f)}
+    except (KeyError, ValueError, TypeError) as error:
+        raise DataError(f"{path}: needs the columns panorama, east_m, north_m with numbers ({error})") from None
+    missing = [p for p in panoramas if os.path.basename(p) not in rows]
+    if missing:
+        raise DataError(f"{path} gives no position for {', '.join(missing)}: add a row per panorama")
+    offsets = np.array([rows[os.path.basename(p)] for p in panoramas])
+    return offsets - offsets[0]
+
+
+def open_model(args):
+    from utils.localization.database import check_matches_training, load_database
+    from utils.localization.predict import LocalizationModel
+    from utils.localization.query import Settings
+    cfg = load_config(args.config, args.overrides)
+    settings = Settings.from_config(cfg)
+    db = load_database(args.db)
+    check_matches_training(db, cfg, settings.size_tolerance)
+    return LocalizationModel(cfg, args.checkpoint), db, settings
+
+
+def command_build(args):
+    from utils.localization.database import build_database
+    info = build_database(args.raster, args.out, tile_px=args.tile_px, stride_px=args.stride_px)
+    print(f"{args.out}: {info['tiles']} tiles of {args.tile_px} px every {args.stride_px} px; skipped "
+          f"{info['skipped_outside']} leaving the raster and {info['skipped_nodata']} all nodata")
+
+
+def command_index(args):
+    from utils.localization.index import build_index
+    model, db, _ = open_model(args)
+    try:
+        info = build_index(db, model)
+    finally:
+        model.close()
+    print(f"{args.db}: {info['tiles']} descriptors of dimension {info['dimension']} "
+          f"({'faiss index written' if info['faiss'] else 'faiss not installed: exact numpy search'})")
+
+
+def command_query(args):
+    from utils.localization.figures import write_figures
+    from utils.localization.geojson import write_geojson
+    from utils.localization.index import load_index
+    from utils.localization.query import Localizer, joint_results
+    model, db, settings = open_model(args)
+    try:
+        offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
+        index = load_index(db, model.checkpoint)
+        results = Localizer(model, db, index, settings).localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
+    finally:
+        model.close()
+    joint = joint_results(results, offsets) if offsets is not None else None
+    write_geojson(args.out, db, results, joint)
+    if args.figures:
+        write_figures(args.figures, db, joint or results)
+    for result in results + (joint or []):
+        lng, lat = db.frame.metric_to_lonlat(result.fused.mean)
+        major = np.sqrt(np.linalg.eigvalsh(result.fused.cov)[1])
+        print(f"{os.path.basename(result.path)}: {lat:.7f}, {lng:.7f} (1 sigma {major:.1f} m, "
+              f"confidence {result.fused.confidence:.2f}, {result.method})")
+    print(f"wrote {args.out}" + (f" and figures in {args.figures}" if args.figures else ""))
+
+
+def main(argv=None):
+    args = argument_parser().parse_args(argv)
+    {"build": command_build, "index": command_index, "query": command_query}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -1,0 +1,359 @@
+"""Localization: the database builder on real GeoTIFFs, fusion and joint maths on hand-made
+Gaussians, every bad-input error, and localize.py end to end on a checkpoint trained here."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Geod, Transformer
+from rasterio.transform import from_origin
+
+from utils.data.dataset import DataError, parse_pano_name, parse_sat_name
+from utils.data.geo import utm_to_latlon
+from utils.localization import fusion
+from utils.localization.database import build_database, check_matches_training, load_database
+from utils.localization.joint import localize_jointly
+from utils.localization.predict import read_panorama, require_finite
+from utils.localization.rerank import reference_graph, spatial_rerank
+from utils.training.checkpoints import CheckpointError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+UTM_18N = "EPSG:32618"
+GEOD = Geod(ellps="WGS84")
+
+
+def write_geotiff(path, image_rgb, transform, crs=UTM_18N, nodata=None):
+    profile = {"driver": "GTiff", "height": image_rgb.shape[0], "width": image_rgb.shape[1], "count": 3,
+               "dtype": "uint8", "crs": crs, "transform": transform, "nodata": nodata}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.moveaxis(image_rgb, -1, 0))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def utm_raster(tmp_path_factory):
+    """448 x 320 px at 0.114 m/px in UTM 18N (Manhattan); its top-left 128 px square is nodata."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(1, 255, (320, 448, 3), dtype=np.uint8)
+    image[:128, :128] = 0
+    path = tmp_path_factory.mktemp("utm") / "map.tif"
+    return write_geotiff(path, image, from_origin(583960.0, 4507530.0, 0.114, 0.114), nodata=0), image
+
+
+# ---------------------------------------------------------------- the builder
+def test_builder_cuts_counts_and_georeferences_a_utm_raster(utm_raster, tmp_path):
+    path, image = utm_raster
+    info = build_database(path, str(tmp_path / "db"), tile_px=128, stride_px=128, progress=False)
+    # grid 4 x 3 starts; 3 x 2 fit; one of those is all nodata
+    assert (info["tiles"], info["skipped_outside"], info["skipped_nodata"]) == (5, 6, 1)
+    with open(tmp_path / "db" / "tiles.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    to_utm = Transformer.from_crs("EPSG:4326", UTM_18N, always_xy=True)
+    for row in rows:
+        r, c = int(row["row_px"]), int(row["col_px"])
+        x, y = 583960.0 + 0.114 * (c + 64), 4507530.0 - 0.114 * (r + 64)
+        assert (float(row["centre_x"]), float(row["centre_y"])) == pytest.approx((x, y), abs=1e-6)
+        lat, lng = float(row["lat"]), float(row["lng"])
+        assert parse_sat_name(row["file"]) == (lat, lng)
+        back = to_utm.transform(lng, lat)
+        assert np.hypot(back[0] - x, back[1] - y) < 0.1                       # pyproj round trip
+        snyder = utm_to_latlon(x, y, 18, False)                              # an independent UTM formula
+        assert GEOD.inv(lng, lat, snyder[1], snyder[0])[2] < 0.1
+        assert row["crs"] == UTM_18N and int(row["width_px"]) == 128
+        assert float(row["m_per_px"]) == pytest.approx(0.114, rel=1e-9)
+        assert float(row["width_m"]) == pytest.approx(128 * 0.114, rel=1e-9)
+        tile = cv2.imread(str(tmp_path / "db" / "satellite" / row["file"]))
+        assert np.array_equal(tile[:, :, ::-1], image[r:r + 128, c:c + 128])
+    geo = json.load(open(tmp_path / "db" / "tiles.geojson"))
+    assert len(geo["features"]) == 5
+    ring = np.array(geo["features"][0]["geometry"]["coordinates"][0])
+    lngs, lats = ring[:4, 0], ring[:4, 1]
+    centre = [float(rows[0]["lng"]), float(rows[0]["lat"])]
+    assert lngs.min() < centre[0] < lngs.max() and lats.min() < centre[1] < lats.max()
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    from utils.data.synthetic_sequences import write_sequences
+    from utils.data.synthetic_vigor import generate
+    root = generate(str(tmp_path_factory.mktemp("city") / "synthetic"), seed=1, cities=2, tiles_per_side=4,
+                    pano_size=(128, 64), panos_per_tile=1.0)
+    write_sequences(root, per_city=1, length=2, spacing_m=5.0)
+    return root
+
+
+def test_synthetic_raster_tiles_equal_the_generator_tiles(city, tmp_path):
+    raster = os.path.join(city, "NewYork", "aerial_map.tif")
+    with rasterio.open(raster) as src:
+        assert src.crs.is_projected and src.crs.to_epsg() != 4326
+    build_database(raster, str(tmp_path / "dense"), tile_px=640, stride_px=320, progress=False)
+    db = load_database(str(tmp_path / "dense"))
+    built = {parse_sat_name(name): i for i, name in enumerate(db.files)}
+    generated = sorted(os.listdir(os.path.join(city, "NewYork", "satellite")))
+    assert len(generated) == len(db) == 16                       # the grids coincide everywhere here
+    for name in generated:
+        lat, lng = parse_sat_name(name)
+        match = min(built, key=lambda k: abs(k[0] - lat) + abs(k[1] - lng))
+        assert GEOD.inv(lng, lat, match[1], match[0])[2] < 0.001
+        ours = cv2.imread(db.tile_path(built[match]))
+        assert np.array_equal(ours, cv2.imread(os.path.join(city, "NewYork", "satellite", name)))
+    sparse = build_database(raster, str(tmp_path / "sparse"), tile_px=640, stride_px=640, progress=False)
+    assert sparse["tiles"] == 4 and sparse["skipped_outside"] == 5
+
+
+# ---------------------------------------------------------------- fusion maths
+def grid_argmax(mixtures, shifts, lo, hi, step=0.05):
+    xs = np.arange(lo, hi, step)
+    best = max(((x, y) for x in xs for y in np.arange(-3, 3, step)),
+               key=lambda p: sum(fusion.log_density(m, np.array(p) + s) for m, s in zip(mixtures, shifts)))
+    return np.array(best)
+
+
+def test_similarity_weights_are_a_softmax():
+    w = fusion.similarity_weights([0.9, 0.8, 0.5], 0.1)
+    expected = np.exp([9.0, 8.0, 5.0]) / np.exp([9.0, 8.0, 5.0]).sum()
+    assert np.allclose(w, expected)
+
+
+def test_mode_of_a_mixture_matches_a_grid_search():
+    mix = fusion.Mixture(means=np.array([[0.0, 0.0], [3.0, 1.0]]),
+                         covs=np.array([np.eye(2) * 4.0, [[2.0, 0.5], [0.5, 1.0]]]), weights=np.array([0.6, 0.4]))
+    mode = fusion.find_mode([mix])
+    assert np.allclose(mode, grid_argmax([mix], [np.zeros(2)], -2, 5), atol=0.06)
+    # a single component: its own mean, covariance, and the whole vote
+    one = fusion.fuse(fusion.Mixture(np.array([[5.0, -2.0]]), np.array([np.diag([9.0, 4.0])]), np.array([1.0])))
+    assert np.allclose(one.mean, [5.0, -2.0]) and np.allclose(one.cov, np.diag([9.0, 4.0])) and one.confidence == 1.0
+
+
+def test_overlapping_tiles_voting_for_one_spot_outweigh_the_top1():
+    # the top-1 tile (weight 0.4) says x = 30; two overlapping tiles (0.3 each) agree on x ~ 0
+    mix = fusion.Mixture(means=np.array([[30.0, 0.0], [0.0, 0.0], [0.5, 0.0]]),
+                         covs=np.array([np.eye(2) * 4.0] * 3), weights=np.array([0.4, 0.3, 0.3]))
+    fused = fusion.fuse(mix)
+    assert abs(fused.mean[0] - 0.25) < 0.05 and abs(fused.mean[1]) < 1e-6
+    assert fused.confidence == pytest.approx(0.6)
+    assert np.allclose(fusion.top1(mix).mean, [30.0, 0.0])
+    assert np.allclose(fused.cov, np.eye(2) * 4.0 + np.diag([0.0625, 0.0]), atol=1e-3)   # + the spread of the votes
+
+
+def test_ellipse_ring_lies_at_the_mahalanobis_radius():
+    cov = np.array([[9.0, 2.0], [2.0, 4.0]])
+    ring = fusion.ellipse(np.array([1.0, 2.0]), cov, 2, vertices=32)
+    d = ring - [1.0, 2.0]
+    assert np.allclose(np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d), 4.0)
+
+
+def test_joint_localization_beats_each_single_estimate():
+    truth = np.array([0.0, 0.0])
+    offsets = np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 0.0]])
+    rng = np.random.default_rng(0)
+    mixtures = []
+    for j, offset in enumerate(offsets):     # each panorama's top tile is a look-alike elsewhere
+        right = truth + offset + rng.normal(0, 1.0, 2)
+        wrong = truth + offset + np.array([40.0 * (j + 1), -25.0 * j])
+        mixtures.append(fusion.Mixture(np.stack([wrong, right]), np.array([np.eye(2) * 9.0] * 2),
+                                       np.array([0.6, 0.4])))
+    singles = [fusion.fuse(m) for m in mixtures]
+    joint = localize_jointly(mixtures, offsets)
+    for j in range(3):
+        single_error = np.linalg.norm(singles[j].mean - truth - offsets[j])
+        joint_error = np.linalg.norm(joint[j].mean - truth - offsets[j])
+        assert single_error > 20 and joint_error < 2 and joint_error < single_error
+        assert np.linalg.det(joint[j].cov) < np.linalg.det(singles[j].cov) / 8
+        assert np.allclose(joint[j].mean - joint[0].mean, offsets[j])
+    # one component each: the joint estimate is the product of the Gaussians, in closed form
+    means = np.array([[1.0, 0.0], [6.0, 2.0]])
+    covs = np.array([np.diag([4.0, 1.0]), np.diag([1.0, 4.0])])
+    singles = [fusion.Mixture(means[i:i + 1], covs[i:i + 1], np.ones(1)) for i in range(2)]
+    both = localize_jointly(singles, [[0.0, 0.0], [5.0, 0.0]])[0]
+    precision = np.linalg.inv(covs[0]) + np.linalg.inv(covs[1])
+    expected = np.linalg.solve(precision, np.linalg.inv(covs[0]) @ means[0] + np.linalg.inv(covs[1]) @ (means[1] - [5, 0]))
+    assert np.allclose(both.mean, expected, atol=1e-5) and np.allclose(both.cov, np.linalg.inv(precision))
+
+
+def test_spatial_rerank_prefers_a_tile_whose_neighbours_agree():
+    centres = np.array([[x, y] for y in range(0, 300, 50) for x in range(0, 300, 50)], np.float64)
+    neighbours = reference_graph(centres, np.full(len(centres), 100.0))
+    assert sorted(neighbours[0].tolist()) == [1, 2, 6, 7, 8, 12, 13, 14]
+    similarity = np.full(len(centres), 0.1)
+    similarity[35] = 0.80                    # an isolated look-alike in the far corner
+    similarity[[14, 15, 20, 21]] = [0.78, 0.7, 0.7, 0.7]
+    ids, scores = spatial_rerank(np.array([35, 14]), similarity[[35, 14]], neighbours, lambda t: similarity[t], 0.5)
+    assert ids.tolist() == [14, 35] and scores[0] == pytest.approx(0.78 + 0.5 * 0.7)
+
+
+# ---------------------------------------------------------------- bad input
+def test_raster_without_crs_is_a_clear_error(tmp_path):
+    image = np.full((128, 128, 3), 7, np.uint8)
+    path = write_geotiff(tmp_path / "plain.tif", image, from_origin(0, 0, 1, 1), crs=None)
+    with pytest.raises(DataError, match=r"plain.tif has no CRS .*gdal_edit"):
+        build_database(path, str(tmp_path / "db"), progress=False)
+
+
+def test_raster_smaller_than_a_tile_gives_no_tiles(utm_raster, tmp_path):
+    with pytest.raises(DataError, match=r"gives no tiles: it is 320 x 448 px against tiles of 640 px"):
+        build_database(utm_raster[0], str(tmp_path / "db"), tile_px=640, progress=False)
+
+
+def test_bad_panoramas_are_clear_errors(tmp_path):
+    square = tmp_path / "square.jpg"
+    cv2.imwrite(str(square), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(DataError, match=r"square.jpg is 64 x 64 px, not 2:1"):
+        read_panorama(square)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match=r"broken.jpg cannot be decoded as an image"):
+        read_panorama(broken)
+    with pytest.raises(DataError, match=r"missing.jpg does not exist"):
+        read_panorama(tmp_path / "missing.jpg")
+
+
+def test_database_of_another_tile_size_and_an_empty_database(utm_raster, tmp_path):
+    from utils.config import load_config
+    build_database(utm_raster[0], str(tmp_path / "db"), tile_px=128, stride_px=128, progress=False)
+    db = load_database(str(tmp_path / "db"))
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"))
+    with pytest.raises(DataError, match=r"cut at 128 px x 0.1140 m/px = 14.6 m tiles.*tiles of 73.0 m .*--tile-px 640"):
+        check_matches_training(db, cfg, 0.1)
+    with open(tmp_path / "db" / "tiles.csv") as f:
+        header = f.readline()
+    with open(tmp_path / "db" / "tiles.csv", "w") as f:
+        f.write(header)
+    with pytest.raises(DataError, match=r"is empty \(tiles.csv lists no tiles\)"):
+        load_database(str(tmp_path / "db"))
+    with pytest.raises(DataError, match=r"is not a reference database"):
+        load_database(str(tmp_path))
+
+
+def test_nan_outputs_name_their_count():
+    values = np.ones((5, 3))
+    values[[1, 3], 2] = np.nan
+    with pytest.raises(CheckpointError, match=r"NaN or infinite descriptors for 2 of 5 tiles"):
+        require_finite(values, "descriptors", "tiles")
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def checkpoint(city, tmp_path_factory):
+    """A tiny SAMP network trained for a few steps (E_2_1 from scratch) on the tiny city."""
+    import train_second_E_2_1
+    from utils.config import load_config
+    from utils.training import checkpoints as ckpt
+    from utils.training.stage import stage_dir
+    from utils.training.trainer import run_stage
+    runs = str(tmp_path_factory.mktemp("runs"))
+    overrides = tiny_overrides(city) + [f"runs_dir={runs}", "stages.E_2_1.init_from=null",
+                                        "stages.E_2_1.batch_size=4", "stages.E_2_1.steps_per_epoch=2",
+                                        "stages.E_2_1.epochs=1", "stages.E_2_1.validate_every=1"]
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), overrides)
+    run_stage(train_second_E_2_1.E_2_1, cfg, show_progress=False)
+    return ckpt.last_epoch_checkpoint(stage_dir(cfg, "E_2_1"))[1]
+
+
+def tiny_overrides(city):
+    return [f"data.root={city}", "data.synthetic.seed=1", "data.synthetic.cities=2",
+            "data.synthetic.tiles_per_side=4", "data.synthetic.panos_per_tile=1.0",
+            "data.synthetic.pano_size=[128, 64]", "data.train_cities=[NewYork, Seattle]",
+            "data.test_cities=[NewYork, Seattle]",
+            "data.sat_size=[64, 64]", "data.grd_size=[32, 64]", "model.vgg_width=0.125", "model.fc_dim=32",
+            "model.out_dim=32", "model.cholesky_hidden=8", "model.decoder_width=32", "mining.pool_size=8",
+            "mining.keep=2", "validation.scan_batch=8"]
+
+
+def localize(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, os.path.join(REPO, "localize.py"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_localize_build_index_query_end_to_end(city, checkpoint, tmp_path):
+    sets = sum((["--set", o] for o in tiny_overrides(city) + ["localize.top_k=3"]), [])
+    db = str(tmp_path / "db")
+    code, out, err = localize("build", "--raster", os.path.join(city, "NewYork", "aerial_map.tif"), "--out", db,
+                              "--stride-px", "320")
+    assert code == 0, err
+    assert "16 tiles of 640 px every 320 px; skipped 9 leaving the raster and 0 all nodata" in out
+    code, out, err = localize("index", "--checkpoint", checkpoint, "--db", db, *sets)
+    assert code == 0, err
+    descriptors = np.load(os.path.join(db, "index", "descriptors.npy"))
+    assert len(descriptors) == 16 and np.allclose(np.linalg.norm(descriptors, axis=1), 1.0, atol=1e-5)
+
+    sequence_dir = os.path.join(city, "NewYork", "sequences")
+    sequences = os.path.join(sequence_dir, "sequences.csv")
+    rows = list(csv.DictReader(open(sequences)))
+    panoramas = [os.path.join(sequence_dir, r["panorama"]) for r in rows]
+    geojson, figures = str(tmp_path / "out.geojson"), str(tmp_path / "figures")
+    code, out, err = localize("query", "--checkpoint", checkpoint, "--db", db, *panoramas, "--out", geojson,
+                              "--figures", figures, "--joint", sequences, *sets)
+    assert code == 0, err
+    assert len([line for line in out.splitlines() if "confidence" in line]) == 4      # 2 alone, 2 jointly
+    collection = json.load(open(geojson))
+    check_query_output(collection, load_database(db), panoramas, "top-k fusion")
+    joint = check_query_output(collection, load_database(db), panoramas, "joint")
+    offsets = np.array([(float(r["east_m"]), float(r["north_m"])) for r in rows])
+    assert np.allclose(joint[1] - joint[0], offsets[1] - offsets[0], atol=1e-3)
+    assert len(os.listdir(figures)) == 4
+
+
+def check_query_output(collection, db, panoramas, method):
+    """Every kind of feature per panorama; the fused point inside the top-k tiles; ellipses at 1 and 2 sigma."""
+    assert collection["type"] == "FeatureCollection"
+    fused_points = []
+    for pano in panoramas:
+        name = os.path.basename(pano)
+        mine = [f for f in collection["features"] if f["properties"]["panorama"] == name
+                and f["properties"].get("method", method) == method]
+        kinds = sorted(f["properties"]["kind"] for f in mine)
+        assert kinds == sorted(["tile", "tile_estimate", "tile_ellipse"] * 3 + ["fused", "fused_ellipse", "fused_ellipse"])
+        fused = next(f for f in mine if f["properties"]["kind"] == "fused")
+        assert fused["properties"]["method"] == method and 0.0 <= fused["properties"]["confidence"] <= 1.0
+        point = db.frame.lonlat_to_metric(*fused["geometry"]["coordinates"])
+        tiles = [f for f in mine if f["properties"]["kind"] == "tile"]
+        assert any(db.contains(f["properties"]["tile_id"], point) for f in tiles) or method == "joint"
+        truth = db.frame.lonlat_to_metric(*parse_pano_name(name)[::-1])
+        assert np.linalg.norm(point - truth) < 150.0       # inside the 4 x 4 tile city, whatever the weights
+        cov = np.array(fused["properties"]["covariance_m2"])
+        for ellipse in (f for f in mine if f["properties"]["kind"] == "fused_ellipse"):
+            ring = db.frame.lonlat_to_metric(*np.array(ellipse["geometry"]["coordinates"][0]).T) - point
+            radius = np.einsum("ni,ij,nj->n", ring, np.linalg.inv(cov), ring)
+            assert np.allclose(radius, ellipse["properties"]["sigma"] ** 2, rtol=1e-3)
+        fused_points.append(point)
+    return fused_points
+
+
+def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, checkpoint, tmp_path):
+    """The tiny checkpoint with one aerial-branch weight set to NaN, run for real on the city's tiles."""
+    import tensorflow.compat.v1 as tf
+    from utils.config import load_config
+    from utils.localization.predict import LocalizationModel
+    from utils.training.checkpoints import checkpoint_prefix
+    prefix = checkpoint_prefix(checkpoint)
+    broken = tmp_path / "E_2_1" / "1"
+    broken.mkdir(parents=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        names = [name for name, _ in tf.train.list_variables(prefix)]
+        poisoned = "spatial_sat/biases2"      # after the last ReLU (which would turn a NaN into 0)
+        assert poisoned in names, names
+        for name in names:
+            value = tf.train.load_variable(prefix, name)
+            if name == poisoned:
+                value = np.full_like(value, np.nan)
+            tf.Variable(value, name=name)
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(broken / "model.ckpt"), write_meta_graph=False)
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), tiny_overrides(city))
+    model = LocalizationModel(cfg, str(broken))
+    tiles = sorted(os.listdir(os.path.join(city, "NewYork", "satellite")))[:5]
+    try:
+        with pytest.raises(CheckpointError, match=r"NaN or infinite descriptors for 5 of 5 tiles"):
+            model.tile_descriptors([os.path.join(city, "NewYork", "satellite", t) for t in tiles], progress=False)
+    finally:
+        model.close()

@@ -1,0 +1,97 @@
+"""Sequences of synthetic panoramas a few metres apart along a street, with known relative offsets.
+
+    python -m utils.data.synthetic_sequences --root data/synthetic [--per-city 8] [--length 4] [--spacing 5]
+
+For joint localization. The city is redrawn from the dataset's manifest (deterministic), each
+sequence starts on a road inside the tile grid and steps `spacing` metres along one of the
+street grid's two directions, staying on the road. Writes <city>/sequences/<panorama>.jpg
+(VIGOR's names: the true GPS is in the name) and <city>/sequences/sequences.csv: sequence,
+panorama, east_m, north_m (metres from the sequence's first panorama).
+"""
+import argparse
+import csv
+import os
+
+import cv2
+import numpy as np
+
+from utils.data.dataset import DataError, pano_file_name
+from utils.data.synthetic_vigor import (KIND_GROUND, _pano_prefix, city_and_rng, read_manifest, render_panorama,
+                                        tile_grid)
+
+SEQUENCE_DIR = "sequences"
+SEQUENCE_CSV = "sequences.csv"
+
+
+def street_walks(city, centres, count, length, spacing_m, rng):
+    """Up to `count` lists of `length` (row, col) map positions, spacing_m apart along a road."""
+    step = spacing_m / city.mpp
+    reach = step * (length - 1) + 2
+    clearance = cv2.distanceTransform((city.kind == KIND_GROUND).astype(np.uint8), cv2.DIST_L2, 5) * city.mpp
+    lo, hi = centres[0] + reach, centres[-1] - reach
+    rows, cols = np.nonzero(city.road & (clearance >= 2.5))
+    inside = (rows > lo) & (rows < hi) & (cols > lo) & (cols < hi)
+    ca, sa = city.rotation
+    directions = [np.array([sa, ca]), np.array([ca, -sa])]          # the two street axes, (row, col)
+    walks = []
+    for k in rng.permutation(np.flatnonzero(inside)):
+        start = np.array([rows[k], cols[k]], np.float64) + rng.uniform(0.05, 0.95, 2)
+        for direction in rng.permutation(2):
+            sign = rng.choice([-1.0, 1.0])
+            points = start + sign * step * np.arange(length)[:, None] * directions[direction]
+            cells = points.astype(np.int64)
+            if city.road[cells[:, 0], cells[:, 1]].all() and (clearance[cells[:, 0], cells[:, 1]] >= 1.0).all():
+                walks.append(points)
+                break
+        if len(walks) == count:
+            break
+    return walks
+
+
+def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=False):
+    """Write the sequences of every city of the synthetic dataset at root; returns the CSV paths."""
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise DataError(f"{root} is not a synthetic dataset (no manifest): generate it with "
+                        f"python -m utils.data.synthetic_vigor --out {root}")
+    p = manifest["parameters"]
+    written = []
+    for index, name in enumerate(manifest["cities"]):
+        city, _ = city_and_rng(name, index, p["seed"], p["tiles_per_side"], p["meters_per_pixel"], p["margin"],
+                               p["detail"])
+        centres = tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"]
+        rng = np.random.default_rng([seed, index, 1])
+        out = os.path.join(root, name, SEQUENCE_DIR)
+        os.makedirs(out, exist_ok=True)
+        rows = []
+        for n, walk in enumerate(street_walks(city, centres, per_city, length, spacing_m, rng)):
+            for row, col in walk:
+                lat, lng = city.pixel_to_gps(row, col)
+                pano = pano_file_name(_pano_prefix(rng), float(lat), float(lng))
+                image = render_panorama(city, row, col, width=p["pano_size"][0], height=p["pano_size"][1])
+                cv2.imwrite(os.path.join(out, pano), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                east, north = (col - walk[0][1]) * city.mpp, -(row - walk[0][0]) * city.mpp
+                rows.append({"sequence": f"{name}_{n}", "panorama": pano, "east_m": east, "north_m": north})
+        with open(os.path.join(out, SEQUENCE_CSV), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["sequence", "panorama", "east_m", "north_m"])
+            writer.writeheader()
+            writer.writerows(rows)
+        written.append(os.path.join(out, SEQUENCE_CSV))
+        if progress:
+            print(f"[sequences] {name}: {len(rows) // max(length, 1)} sequences of {length}", flush=True)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="a synthetic dataset (python -m utils.data.synthetic_vigor)")
+    parser.add_argument("--per-city", type=int, default=8)
+    parser.add_argument("--length", type=int, default=4, help="panoramas per sequence")
+    parser.add_argument("--spacing", type=float, default=5.0, help="metres between neighbours")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    write_sequences(args.root, args.per_city, args.length, args.spacing, args.seed, progress=True)
+
+
+if __name__ == "__main__":
+    main()

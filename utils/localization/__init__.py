@@ -1,0 +1,1 @@
+"""Localizing new panoramas against a reference database cut from a georeferenced map."""

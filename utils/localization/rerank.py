@@ -1,0 +1,33 @@
+"""Re-ranking retrieved tiles by spatial consistency on the reference graph.
+
+The graph links tiles whose footprints overlap or touch (centres at most one tile width apart
+along each axis). A tile whose neighbours also look like the panorama is more likely right than
+an isolated look-alike: its score becomes similarity + weight * (mean of its neighbours' best
+`support` similarities to the panorama).
+"""
+import numpy as np
+
+
+def reference_graph(centres, width_m):
+    """Neighbour lists: for each tile, the ids of the tiles within one width (Chebyshev) of it."""
+    from scipy.spatial import cKDTree
+    centres = np.asarray(centres, np.float64)
+    radius = 1.01 * float(np.max(width_m))
+    found = cKDTree(centres).query_ball_point(centres, r=radius, p=np.inf)
+    return [np.array(sorted(set(ids) - {i}), dtype=np.int64) for i, ids in enumerate(found)]
+
+
+def spatial_rerank(candidates, similarities, neighbours, similarity_to, weight, support=3):
+    """Candidates re-ordered by similarity + weight * neighbour support; returns (ids, scores).
+
+    similarity_to(ids) gives the panorama's similarity to any tiles (from the stored descriptors).
+    """
+    candidates = np.asarray(candidates)
+    scores = np.asarray(similarities, np.float64).copy()
+    for n, tile in enumerate(candidates):
+        around = neighbours[tile]
+        if len(around):
+            best = np.sort(similarity_to(around))[::-1][:support]
+            scores[n] += weight * float(best.mean())
+    order = np.argsort(-scores, kind="stable")
+    return candidates[order], scores[order]
