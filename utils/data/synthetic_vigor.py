@@ -762,7 +762,7 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
     write_city_raster(os.path.join(out_dir, name), aerial, city.origin, mpp, margin % STRIDE)
 
     lines, difficulty_rows = [], []
-    surroundings = Surroundings(city, centres, half)
+    surroundings = Surroundings(city, centres, TILE // 2 // detail)   # half a tile, map pixels
     for prow, pcol in sample_points(city, centres, panos_per_tile, rng, QUARTER_LIMIT / detail, 1.0 / detail):
         lat, lng = city.pixel_to_gps(prow, pcol)
         pano = pano_file_name(_pano_prefix(rng), float(lat), float(lng))
