@@ -25,6 +25,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 
 import demo  # noqa: E402
+from utils.evaluation.claims import UNCERTAIN_STAGES  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.training.trainer import run_stage  # noqa: E402
 
@@ -40,6 +41,7 @@ MEASURES = (  # (name, how to read it from one stage's results, unit)
     ("rho(unc, error)", lambda r: r.get("calibration", {}).get("spearman_uncertainty_error")),
     ("rho(unc, difficulty)", lambda r: r.get("difficulty", {}).get("spearman_uncertainty", {}).get("difficulty")),
 )
+UNCERTAINTY_MEASURES = {"in 1 sigma %", "Sigma / error cov.", "rho(unc, error)", "rho(unc, difficulty)"}
 CLAIMS = {"E_1b": "VIGOR: top-1 above E_1a", "E_3": "SAMP: top-1 above E_2_2",
           "E_2_2": "SAMP: uncertainty follows the error"}
 
@@ -60,6 +62,8 @@ def summarise(per_seed: list) -> dict:
     for stage in per_seed[0]:
         summary[stage] = {}
         for name, read in MEASURES:
+            if name in UNCERTAINTY_MEASURES and stage not in UNCERTAIN_STAGES:
+                continue   # E_2_1 has Cholesky heads too, but nothing trains them there
             values = [read(results[stage]) for results in per_seed]
             values = [v for v in values if v is not None]
             if values:
