@@ -113,4 +113,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.cli import run
-    sys.exit(run(main))
+    sys.exit(run(main, interrupted="interrupted: the evaluation did not finish and --out may hold a part "
+                                   "of its files; run the same evaluate.py command again"))

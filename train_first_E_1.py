@@ -43,9 +43,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.part in ("a", "both"):
-        run_stage(E_1a, cfg, resume=args.resume)
+        run_stage(E_1a, cfg, resume=args.resume, overwrite=args.overwrite)
     if args.part in ("b", "both"):
-        run_stage(E_1b, cfg, resume=args.resume)
+        run_stage(E_1b, cfg, resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

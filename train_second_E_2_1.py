@@ -29,7 +29,7 @@ E_2_1 = Stage(name="E_2_1", network=networks.samp, losses=heatmap_losses, with_s
 
 def main(argv=None):
     args = stage_argument_parser(__doc__).parse_args(argv)
-    run_stage(E_2_1, load_config(args.config, args.overrides), resume=args.resume)
+    run_stage(E_2_1, load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ E_2_2 = Stage(name="E_2_2", network=networks.samp, losses=gaussian_losses, with_
 
 def main(argv=None):
     args = stage_argument_parser(__doc__).parse_args(argv)
-    run_stage(E_2_2, load_config(args.config, args.overrides), resume=args.resume)
+    run_stage(E_2_2, load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

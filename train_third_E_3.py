@@ -77,7 +77,7 @@ E_3 = Stage(name="E_3", network=networks.samp, losses=weighted_iou_losses, with_
 
 def main(argv=None):
     args = stage_argument_parser(__doc__).parse_args(argv)
-    run_stage(E_3, load_config(args.config, args.overrides), resume=args.resume)
+    run_stage(E_3, load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -16,3 +16,12 @@ def graph():
     g = tf.Graph()
     with g.as_default():
         yield g
+
+
+@pytest.fixture(scope="session")
+def city(tmp_path_factory):
+    """A tiny synthetic city in VIGOR's formats (4 cities of 4 x 4 tiles), shared by the training tests."""
+    from utils.data.synthetic_vigor import generate
+    root = tmp_path_factory.mktemp("city")
+    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
+                    panos_per_tile=1.5)

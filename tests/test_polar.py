@@ -52,3 +52,12 @@ def test_orientation_north_at_the_centre_column():
     assert out[2, 32, 2] > 200 and out[2, 0, 1] > 200 and out[2, 63, 1] > 200
     with pytest.raises(ValueError):
         polar_transform(np.zeros((4, 5, 3)), 2, 4)
+
+
+def test_orientation_west_and_east_are_not_mirrored():
+    image = np.zeros((64, 64, 3), np.float32)
+    image[:, :24, 1] = 255.0                       # west third green (north-up aerial: west is left)
+    image[:, 40:, 2] = 255.0                       # east third red
+    out = polar_transform(image, 16, 64)
+    assert out[2, 16, 1] > 200 and out[2, 16, 2] < 50   # a quarter turn from south: west
+    assert out[2, 48, 2] > 200 and out[2, 48, 1] < 50   # three quarters: east

@@ -139,6 +139,14 @@ def feed_of(inputs, data):
     return feed
 
 
+def feed_names(inputs):
+    """{name: placeholder} of what a step feeds (names as in the batches)."""
+    names = {"sat": inputs.sat, "grd": inputs.grd, "delta": inputs.delta}
+    if inputs.sat_semi is not None:
+        names.update(sat_semi=inputs.sat_semi, delta_semi=inputs.delta_semi, ratio=inputs.ratio)
+    return names
+
+
 def build(stage, cfg, seed=SEED, learning_rate=LEARNING_RATE):
     """The trainer's graph (utils/training/graph.py) at a constant learning rate, plus gradient norms."""
     cfg.seed = seed
@@ -183,8 +191,10 @@ def train(name, seed=SEED, steps=STEPS, learning_rate=LEARNING_RATE):
         for step in range(steps + 1):
             if "W_" in g["auxiliary"]:
                 e3_feed_weights(sess, g["auxiliary"], feed, w, seed)
-            if step == steps:  # the losses after the last update
-                record["history"].append(sess.run(losses, feed))
+            if step == steps:  # the losses after the last update, and the tensors they came from
+                final = sess.run({"losses": losses, "net": net}, feed)
+                record["history"].append(final["losses"])
+                record["final"] = dict(final, feed={name: feed[p] for name, p in feed_names(inputs).items()})
                 break
             fetches = {"losses": losses, "train": g["train_op"]}
             if step == 0:
@@ -296,3 +306,91 @@ def test_E_3_weight_of_the_most_uncertain_semi_positive_cancels_its_iou_term():
                                                      rel=1e-5)
     u = probe["uncertainty_semi"]  # what prepare() measures, in 640-pixel units
     assert u.shape == (BATCH,) and np.all(np.isfinite(u)) and np.all(u > 0)
+
+
+# ---------------------------------------------------------------------------- wired values
+# Each stage's loss terms against the reference maths in numpy, evaluated on the tensors the
+# stage's graph fetched: catches a stage that drops an argument (a default batch size, a weight,
+# a rescaling) which "finite, falling, sum of terms" cannot see. The fixture's sizes are not the
+# defaults on purpose: batch 4 (not 14), heatmap side 128 (not 640).
+
+def triplet_reference(sat, grd, batch_size, loss_weight=10.0):
+    """VIGOR's weighted soft-margin triplet loss, both directions, one pair at a time."""
+    total = 0.0
+    for i in range(len(sat)):
+        for j in range(len(grd)):
+            d_ij = 2.0 - 2.0 * float(sat[i] @ grd[j])
+            total += np.logaddexp(0.0, loss_weight * (2.0 - 2.0 * float(sat[j] @ grd[j]) - d_ij))  # g2s
+            total += np.logaddexp(0.0, loss_weight * (2.0 - 2.0 * float(sat[i] @ grd[i]) - d_ij))  # s2g
+    return total / (batch_size * (batch_size - 1.0)) / 2.0
+
+
+def heatmap_point(heatmap):
+    """(row, col) spatial mean of each (H, W, 1) heatmap, straight from the definition."""
+    points = []
+    for h in heatmap[..., 0].astype(np.float64):
+        rows, cols = np.mgrid[:h.shape[0], :h.shape[1]]
+        total = h.sum() + 1e-5
+        points.append(((h * rows).sum() / total, (h * cols).sum() / total))
+    return np.array(points)
+
+
+def target_point(delta, side):
+    """Where delta (640-px convention) lies on a heatmap of `side` pixels."""
+    scale = side / 640.0
+    return np.stack([scale * (delta[:, 0] + 320.0), scale * (319.0 - delta[:, 1])], axis=1)
+
+
+def gaussian_nll_reference(heatmap, L, delta):
+    """mean(0.5 log det Sigma) + mean(r^T Sigma^-1 r), Sigma = L L^T, L = [[l0, 0], [l1, l2]]."""
+    residual = target_point(delta, heatmap.shape[1]) - heatmap_point(heatmap)
+    log_det, mahalanobis = [], []
+    for (l0, l1, l2), r in zip(L.astype(np.float64), residual):
+        lower = np.array([[l0, 0.0], [l1, l2]])
+        sigma = lower @ lower.T
+        log_det.append(0.5 * np.log(np.linalg.det(sigma)))
+        mahalanobis.append(r @ np.linalg.solve(sigma, r))
+    return np.mean(log_det) + np.mean(mahalanobis)
+
+
+def uncertainty_reference(L, side):
+    """Sum of the 1-sigma ellipse axes of L L^T, in 640-pixel units."""
+    out = []
+    for l0, l1, l2 in L.astype(np.float64):
+        lower = np.array([[l0, 0.0], [l1, l2]])
+        out.append(2.0 * np.sqrt(np.linalg.eigvalsh(lower @ lower.T)).sum())
+    return np.array(out) * 640.0 / side
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_loss_terms_equal_the_reference_maths_on_the_fetched_tensors(name):
+    final = trained(name)["final"]
+    net, losses, fed = final["net"], final["losses"], final["feed"]
+    cfg = tiny_config()
+    triplet = triplet_reference(net["sat_global"], net["grd_global"], BATCH)
+    close = functools.partial(pytest.approx, rel=2e-4, abs=1e-7)
+    if name == "E_1a":
+        assert losses["loss"] == close(triplet)
+    if name == "E_1b":
+        assert losses["loss_1"] == close(triplet)
+        ratio = np.sum(net["sat_global_semi"] * net["grd_global"], 1) / np.sum(net["sat_global"] * net["grd_global"], 1)
+        assert losses["loss_3"] == close(np.mean((ratio - fed["ratio"]) ** 2) / 10.0)
+        assert losses["loss_delta"] == close(np.mean(np.sum((net["delta"] - fed["delta"] / 320.0) ** 2, 1)) / 100.0)
+    if name == "E_2_1":
+        assert losses["loss_0"] == close(triplet)
+        for term, heatmap, delta in (("loss_2_1", "heatmap_semi", "delta_semi"), ("loss_2_1_pos", "heatmap", "delta")):
+            assert net[heatmap].shape[1] == 128  # not 640: the target's scale is exercised
+            distance = np.linalg.norm(target_point(fed[delta], 128) - heatmap_point(net[heatmap]), axis=1)
+            assert losses[term] == close(np.mean(distance) / 10000.0)
+    if name == "E_2_2":
+        weights = cfg.stages.E_2_2
+        assert losses["loss_0"] == close(triplet)
+        semi = gaussian_nll_reference(net["heatmap_semi"], net["L_semi"], fed["delta_semi"])
+        positive = gaussian_nll_reference(net["heatmap"], net["L"], fed["delta"])
+        assert losses["loss_2_2"] == close(semi * weights.nll_weight_semi)
+        assert losses["loss_2_2_pos"] == close(positive * weights.nll_weight_pos)
+        assert losses["uncertainty"] == close(np.mean(uncertainty_reference(net["L"], 640)))
+    if name == "E_3":
+        assert losses["loss_tri"] == close(triplet)
+        probe = trained("E_3")["e3"]  # the same weights, the same batch
+        np.testing.assert_allclose(probe["uncertainty_semi"], uncertainty_reference(net["L_semi"], 128), rtol=1e-4)

@@ -16,15 +16,8 @@ from utils.training.stage import Stage, stage_dir
 from utils.training.trainer import Trainer, TrainingStopped, run_stage
 
 
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    from utils.data.synthetic_vigor import generate
-    root = tmp_path_factory.mktemp("city")
-    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
-                    panos_per_tile=1.5)
-
-
-def tiny_config(city, runs, **stage_overrides):
+def tiny_overrides(city, runs, **stage_overrides):
+    """--set values of a tiny run on the `city` fixture (conftest.py), writing under `runs`."""
     overrides = [f"data.root={city}", f"runs_dir={runs}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
                  "model.vgg_width=0.125", "model.fc_dim=32", "model.out_dim=32", "model.cholesky_hidden=8",
                  "model.decoder_width=32", "mining.pool_size=20", "mining.keep=4", "validation.scan_batch=16",
@@ -32,8 +25,11 @@ def tiny_config(city, runs, **stage_overrides):
     for stage in ("E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"):
         overrides += [f"stages.{stage}.batch_size=8", f"stages.{stage}.steps_per_epoch=3",
                       f"stages.{stage}.epochs=2", f"stages.{stage}.validate_every=1"]
-    overrides += [f"{k}={v}" for k, v in stage_overrides.items()]
-    return load_config("configs/demo.yaml", overrides)
+    return overrides + [f"{k}={v}" for k, v in stage_overrides.items()]
+
+
+def tiny_config(city, runs, **stage_overrides):
+    return load_config("configs/demo.yaml", tiny_overrides(city, runs, **stage_overrides))
 
 
 def checkpoint_values(path):

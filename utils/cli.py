@@ -4,8 +4,9 @@ import sys
 from utils.training.checkpoints import CheckpointError
 from utils.config import ConfigError
 from utils.data.dataset import DataError
+from utils.evaluation.finite import NonFiniteError
 
-EXPECTED = (ConfigError, DataError, CheckpointError, FileNotFoundError)
+EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteError, FileNotFoundError)
 
 
 def graph_mode():
@@ -16,8 +17,14 @@ def graph_mode():
     tf.disable_v2_behavior()
 
 
-def run(main, argv=None):
-    """Call main(argv) in graph mode; print expected errors (bad config, data, checkpoint, interrupt) cleanly."""
+TRAINING_INTERRUPTED = "interrupted; what was saved is kept (continue a stage with --resume)"
+
+
+def run(main, argv=None, interrupted=TRAINING_INTERRUPTED):
+    """Call main(argv) in graph mode; print expected errors (bad config, data, checkpoint, interrupt) cleanly.
+
+    `interrupted` is the line a Ctrl-C outside the training loop prints (the loop itself saves and
+    says where); entry points that are not training say what a stop means for them."""
     from utils.training.trainer import TrainingStopped
     graph_mode()
     try:
@@ -29,5 +36,5 @@ def run(main, argv=None):
         print(f"\nerror: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; what was saved is kept (continue a stage with --resume)", file=sys.stderr)
+        print(f"\n{interrupted}", file=sys.stderr)
         return 130

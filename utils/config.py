@@ -218,4 +218,6 @@ def stage_argument_parser(description):
                         help="override a config value, e.g. --set stages.E_1a.epochs=2 (repeatable)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last saved point of this stage")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a stage folder that holds checkpoints, deleting them")
     return parser

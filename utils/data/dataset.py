@@ -302,6 +302,17 @@ def check_images(index, problems_mode="error", decode=False):
     return bad
 
 
+def truncation(head, tail):
+    """'is truncated (...)' when an encoded image's first bytes say JPEG or PNG and its last 32
+    bytes lack that format's end marker, else None. (libjpeg decodes a cut-off JPEG with only a
+    warning, the missing rows grey, so the marker is what tells.)"""
+    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
+        return "is truncated (no JPEG end marker)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "is truncated (no PNG IEND chunk)"
+    return None
+
+
 def image_problem(path, decode=True):
     """None for a readable image, else what is wrong with it: missing, empty, truncated (a JPEG
     without its end marker, a PNG without IEND: the last bytes are read), or, with `decode`,
@@ -315,11 +326,9 @@ def image_problem(path, decode=True):
     with open(path, "rb") as handle:
         head = handle.read(8)
         handle.seek(max(0, size - 32))
-        tail = handle.read()
-    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
-        return "is truncated (no JPEG end marker)"
-    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
-        return "is truncated (no PNG IEND chunk)"
+        problem = truncation(head, handle.read())
+    if problem:
+        return problem
     if decode:
         import cv2
         if cv2.imread(str(path)) is None:

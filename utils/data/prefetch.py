@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from utils.data.dataset import DATASET_HELP, DataError
+from utils.data.dataset import DATASET_HELP, DataError, truncation
 from utils.polar import polar_transform
 
 BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)
@@ -35,12 +35,16 @@ class ImageLoader:
 
     @staticmethod
     def read_raw(path, where=None):
-        exists = os.path.exists(str(path))
-        image = cv2.imread(str(path)) if exists else None
+        """BGR uint8 image; a missing, undecodable or truncated file is a DataError naming it."""
+        data = np.fromfile(str(path), np.uint8) if os.path.exists(str(path)) else None
+        if data is None or not data.size:
+            problem = "is missing" if data is None else "is empty"
+        else:
+            problem = truncation(data[:8].tobytes(), data[-32:].tobytes())
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if problem is None else None
         if image is None:
-            state = "cannot be decoded" if exists else "is missing"
             listed = f" (listed in {where})" if where else ""
-            raise DataError(f"image {path}{listed} {state}: restore the file, or set "
+            raise DataError(f"image {path}{listed} {problem or 'cannot be decoded'}: restore the file, or set "
                             f"data.on_bad_sample=skip to leave such samples out; {DATASET_HELP}.")
         return image
 

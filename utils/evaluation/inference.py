@@ -39,7 +39,7 @@ def restore_network(cfg, prefix, network):
         variables = tf.global_variables()
     sess = tf.Session(graph=graph)
     ckpt.restore_by_name(sess, variables, prefix)
-    return ScanNetwork(sess, inputs, net)
+    return ScanNetwork(sess, inputs, net, name=f"evaluation of {prefix}")
 
 
 def _located(scanner, sat_order, keep_heatmaps, desc):

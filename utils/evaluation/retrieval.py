@@ -139,6 +139,38 @@ def _semi_closer_than_positive(label_scores: np.ndarray, labels: np.ndarray,
     return np.count_nonzero(closer, axis=1)
 
 
+def _rank_labels(block, block_labels, mask, ranks, hit_ranks, rows):
+    """ranks[rows] (and hit_ranks[rows]) of the labels of one block of similarity rows."""
+    label_scores = np.take_along_axis(block, block_labels, axis=1)
+    thresholds = _strict_threshold(label_scores)
+    for c in range(block_labels.shape[1]):
+        ranks[rows, c] = _count_greater(block, thresholds[:, c], mask)
+    if hit_ranks is not None:
+        hit_ranks[rows] = ranks[rows, 0] - _semi_closer_than_positive(label_scores, block_labels,
+                                                                      thresholds[:, 0])
+    _rank_non_finite_last(label_scores, ranks[rows], hit_ranks, rows, block.shape[1])
+
+
+def _rank_non_finite_last(label_scores, ranks, hit_ranks, rows, num_refs):
+    """A label whose similarity is NaN or infinite ranks behind every reference: never a hit.
+    `ranks` is written in place (a view of the rows' ranks); `hit_ranks` at `rows`."""
+    broken = ~np.isfinite(label_scores)
+    if np.any(broken):
+        ranks[broken] = num_refs
+        if hit_ranks is not None:
+            hit_ranks[rows] = np.where(broken[:, 0], num_refs, hit_ranks[rows])
+
+
+def _rank_broken_queries_last(queries, label_scores, ranks, hit_ranks, num_refs):
+    """Queries with a NaN or infinite label similarity: every label ranks last (never a hit); the
+    others are returned, with their label similarities, for the range search."""
+    broken = ~np.all(np.isfinite(label_scores), axis=1)
+    ranks[queries[broken]] = num_refs
+    if hit_ranks is not None:
+        hit_ranks[queries[broken]] = num_refs
+    return queries[~broken], label_scores[~broken]
+
+
 def _as_labels(labels: Optional[np.ndarray], num_queries: int) -> Optional[np.ndarray]:
     if labels is None:
         return None
@@ -198,15 +230,10 @@ def search(grd: np.ndarray, sat: np.ndarray, labels: Optional[np.ndarray] = None
         tick = time.perf_counter()
         np.matmul(grd[rows], sat_t, out=block)
         product_seconds += time.perf_counter() - tick
+        np.copyto(block, -np.inf, where=np.isnan(block))  # a NaN is never the most similar, nor closer
         topk[rows], topk_scores[rows] = _topk_rows(block, k_eff)
         if labels is not None:
-            label_scores = np.take_along_axis(block, labels[rows], axis=1)
-            thresholds = _strict_threshold(label_scores)
-            for c in range(num_columns):
-                ranks[rows, c] = _count_greater(block, thresholds[:, c], mask)
-            if hit_ranks is not None:
-                hit_ranks[rows] = ranks[rows, 0] - _semi_closer_than_positive(
-                    label_scores, labels[rows], thresholds[:, 0])
+            _rank_labels(block, labels[rows], mask, ranks, hit_ranks, rows)
         if progress is not None:
             progress(rows.stop, num_queries)
     if timings is not None:
@@ -250,11 +277,13 @@ def _search_faiss(grd, sat, labels, k, memory_budget, block_rows, progress) -> R
             continue
         queries = np.arange(rows.start, rows.stop)
         approx = np.einsum("qd,qcd->qc", grd32[queries], sat32[labels[queries]])
+        queries, approx = _rank_broken_queries_last(queries, approx, ranks, hit_ranks, num_refs)
         radius = approx.min(axis=1) - margin
-        for members in np.array_split(queries[np.argsort(radius)],
-                                      max(1, math.ceil(queries.size / group))):
+        for members in np.array_split(queries[np.argsort(radius)], math.ceil(queries.size / group) or 1):
+            if not members.size:
+                continue
             limits, values, ids = index.range_search(grd32[members],
-                                                     float(radius[members - rows.start].min()))
+                                                     float(radius[np.searchsorted(queries, members)].min()))
             for j, q in enumerate(members):
                 found_ids = ids[limits[j]:limits[j + 1]]
                 found_scores = values[limits[j]:limits[j + 1]]

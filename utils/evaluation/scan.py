@@ -10,6 +10,9 @@ whatever the network's input size; Sigma over (d0, d1) in 640-pixel units, so th
 `delta_true - delta_pred` is the error it describes; uncertainty (the sum of the ellipse axes,
 as SAMP's get_uncertainty) in 640-pixel units (docs/FAITHFULNESS.md T11, T13).
 
+A NaN or infinite value in any fetched array is a NonFiniteError naming the network (the stage, or
+the checkpoint evaluated), the pass and the count: an error, never a score.
+
 Skip mode (`data.on_bad_sample: skip`): an unreadable image is counted, its row is flagged in
 `ScanResult.bad` and its values are zero. `readable_subset` then says what that means for
 retrieval: a bad tile leaves the reference set, a panorama whose image or positive tile is bad
@@ -24,8 +27,10 @@ from tqdm import tqdm
 
 from model.uncertainty import sigma_np, spatial_mean_np, uncertainty_np
 from utils.data.prefetch import scan_grd, scan_pairs, scan_sat
+from utils.evaluation.finite import require_finite
 
 BRANCHES = {"positive": ("heatmap", "L"), "semi": ("heatmap_semi", "L_semi")}
+NOUNS = {("tiles", "desc"): "tile descriptors", ("panoramas", "desc"): "panorama descriptors"}
 
 
 def heatmap_to_delta(row, col, heatmap_side):
@@ -58,6 +63,7 @@ class ScanNetwork:
     sess: object                # tf.Session holding the network's variables
     inputs: object              # model.inputs.Inputs
     net: dict                   # sat_global, grd_global; delta (VIGOR) or heatmap/L[_semi] (SAMP)
+    name: str = "network"       # what errors call it: the stage, or the checkpoint evaluated
 
     @property
     def localizes(self) -> bool:
@@ -94,7 +100,9 @@ class Scanner:
                 value[bad] = 0
                 parts.setdefault(name, []).append(value)
             bads.append(bad)
-        return ScanResult({k: np.concatenate(v) for k, v in parts.items()}, np.concatenate(bads))
+        values = {k: np.concatenate(v) for k, v in parts.items()}
+        require_finite({NOUNS.get((desc, k), k): v for k, v in values.items()}, f"{self.network.name}, {desc}")
+        return ScanResult(values, np.concatenate(bads))
 
     def _options(self):
         return dict(workers=self.workers, on_bad_sample=self.on_bad_sample, with_bad=True)

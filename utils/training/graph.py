@@ -30,6 +30,7 @@ class TrainingGraph:
     restored_variables: list     # what init_from restores (the stage's restore rule)
     restore_saver: Optional[tf.train.Saver]
     init_op: tf.Operation
+    non_finite_weights: dict     # variable name -> count of its NaN / infinite entries (checked before saving)
 
 
 def build_training_graph(stage, cfg, batch_size, learning_rate):
@@ -52,13 +53,16 @@ def build_training_graph(stage, cfg, batch_size, learning_rate):
         images = [tf.summary.image(t.op.name.replace("/", "_"), _normalised(t), max_outputs=2)
                   for t in stage.heatmaps(net)]
         restored = ckpt.select_variables(tf.global_variables(), stage.restore_include, stage.restore_exclude)
+        with tf.name_scope("checks"):
+            non_finite = {v.op.name: tf.math.count_nonzero(tf.logical_not(tf.is_finite(v)))
+                          for v in tf.global_variables() if v.dtype.base_dtype.is_floating}
         return TrainingGraph(
             graph=graph, global_step=global_step, inputs=inputs, net=net, losses=losses.terms,
             auxiliary=losses.auxiliary, learning_rate=rate, grads_and_vars=grads_and_vars, train_op=train_op,
             scalar_summary=tf.summary.merge(scalars), image_summary=tf.summary.merge(images) if images else None,
             saver=tf.train.Saver(tf.global_variables(), max_to_keep=None), restored_variables=restored,
             restore_saver=tf.train.Saver(restored) if restored else None,
-            init_op=tf.global_variables_initializer())
+            init_op=tf.global_variables_initializer(), non_finite_weights=non_finite)
 
 
 def _normalised(heatmap):

@@ -17,10 +17,11 @@ from tqdm import tqdm
 from utils.data.prefetch import Prefetcher
 from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
+from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt, records
+from utils.training import checkpoints as ckpt, records, run_folder
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 
@@ -64,11 +65,12 @@ class StartPoint:
 
 
 class Trainer:
-    def __init__(self, cfg, stage, resume=False, stop_after_steps=None, show_progress=True):
+    def __init__(self, cfg, stage, resume=False, overwrite=False, stop_after_steps=None, show_progress=True):
         self.cfg = cfg
         self.stage = stage
         self.schedule = cfg.stages[stage.name]
         self.resume = resume
+        self.overwrite = overwrite  # a fresh run may empty a stage folder that holds checkpoints
         self.stop_after_steps = stop_after_steps  # tests: simulate an interrupt after N steps
         self.show_progress = show_progress
         self.run_dir = stage_dir(cfg, stage.name)
@@ -85,7 +87,8 @@ class Trainer:
         self.sampler = None
         self.mining = None
         self.prepared = None       # what the stage's prepare hook returned
-        self.interrupted = False   # set by SIGTERM; the loop saves and stops after the current step
+        self.interrupted = False   # set by SIGINT / SIGTERM; the loop saves and stops after the current step
+        self.last_feed = None      # the last step's batch: the weights after it are run on it before a save
 
     # ------------------------------------------------------------------ graph
     def build_graph(self):
@@ -138,7 +141,9 @@ class Trainer:
             prev_epoch, _ = previous_checkpoint(self.cfg, init_from)
             first_epoch = (prev_epoch or 0) + 1
         last_epoch = first_epoch + self.schedule.epochs - 1
-        point = ckpt.resume_point(self.run_dir) if self.resume else None
+        point, damaged = ckpt.choose_resume_point(self.run_dir) if self.resume else (None, [])
+        for problem in damaged:
+            self.log(f"{self.stage.name}: passing over a damaged save: {problem}")
         if point is not None:
             ckpt.restore_by_name(self.sess, self.parts.graph.get_collection("variables"), point,
                                  saver=self.parts.saver)
@@ -178,10 +183,25 @@ class Trainer:
             f.write(text + "\n")
 
     def run(self):
+        with run_folder.FolderLock(self.run_dir):  # a second run into the folder: an error naming this one
+            self._tidy_folder()
+            return self._run()
+
+    def _tidy_folder(self):
+        """What a killed save left goes; a fresh run into a folder with checkpoints is refused, or with
+        --overwrite starts from an empty folder."""
+        removed = run_folder.remove_leftovers(self.run_dir)
+        if removed:
+            self.log(f"{self.stage.name}: removed what an interrupted save left: {', '.join(removed)}")
+        removed = run_folder.check_fresh_start(self.run_dir, self.resume, self.overwrite)
+        if removed:
+            self.log(f"{self.stage.name}: --overwrite: removed {', '.join(removed)}")
+
+    def _run(self):
         records.write_record(self.run_dir, self.cfg)
         self.build_graph()
         self.writer = tf.summary.FileWriter(os.path.join(self.run_dir, "logs"), self.parts.graph)
-        previous_handler = self._catch_sigterm()
+        previous_handlers = self._catch_signals()
         try:
             with tf.Session(graph=self.parts.graph, config=tf.ConfigProto(allow_soft_placement=True)) as sess:
                 self.sess = sess
@@ -195,17 +215,24 @@ class Trainer:
                     self._end_epoch(epoch, start.last_epoch, meters, sampler_state)
         finally:
             self.writer.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         return self.metrics()
 
-    def _catch_sigterm(self):
-        def on_sigterm(signum, frame):
-            self.interrupted = True
+    def _catch_signals(self):
+        """Ctrl-C (SIGINT) and SIGTERM alike: the current step finishes, then the run saves and stops.
+        A second Ctrl-C stops at once, keeping only what was saved before."""
+        def on_signal(signum, frame):
+            if self.interrupted and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.interrupted = True  # no printing here: the handler may interrupt a write to the terminal
+        previous = {}
         try:
-            return signal.signal(signal.SIGTERM, on_sigterm)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, on_signal)
         except ValueError:  # not the main thread
-            return None
+            pass
+        return previous
 
     def _feed(self, item):
         inputs = self.parts.inputs
@@ -255,9 +282,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix({k: f"{m.avg:.4g}" for k, m in meters.items()})
                 if self.interrupted or (self.stop_after_steps is not None and self._count_step()):
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            self._save_interrupted(epoch, first_step, step, states, meters)
+                    self._save_interrupted(epoch, first_step, step, states, meters)
         finally:
             bar.close()
             prefetch.close()
@@ -270,7 +295,8 @@ class Trainer:
                    "grd_global": parts.net["grd_global"], "summary": parts.scalar_summary}
         if step == 0 and parts.image_summary is not None:
             fetches["images"] = parts.image_summary
-        out = self.sess.run(fetches, feed_dict=self._feed(item))
+        self.last_feed = self._feed(item)
+        out = self.sess.run(fetches, feed_dict=self.last_feed)
         self._check_finite(out["losses"], epoch, step, global_step)
         batch = item["batch"]
         if self.mining is not None:
@@ -286,6 +312,7 @@ class Trainer:
             raise TrainingStopped(f"{self.stage.name}: interrupted before the first step of epoch "
                                   f"{epoch}; nothing new to save, --resume continues from the last save",
                                   reason="interrupted")
+        self._check_weights(f"at epoch {epoch}, step {step}")
         path = self._save(ckpt.INTERRUPTED, epoch, step, states[step - first_step - 1], meters)
         raise TrainingStopped(f"{self.stage.name}: interrupted at epoch {epoch}, step {step}; "
                               f"saved to {path}. Continue with --resume.", reason="interrupted") from None
@@ -295,6 +322,9 @@ class Trainer:
         return self.stop_after_steps <= 0
 
     def _end_epoch(self, epoch, last_epoch, meters, sampler_state):
+        """Refresh the mining pool; save the epoch (its weights checked first); record it; validate.
+        Saved before validating, so a stop there loses nothing; metrics.json never lists an epoch
+        without its checkpoint."""
         record = {"epoch": epoch, "global_step": int(self.sess.run(self.parts.global_step)),
                   "learning_rate": float(self.sess.run(self.parts.learning_rate)),
                   **{k: m.avg for k, m in meters.items()}}
@@ -303,22 +333,55 @@ class Trainer:
             mining_start = self.schedule.get("mining_start")
             if mining_start is not None and epoch >= mining_start - 1:
                 self.mining.ready = True
+        self._check_weights(f"after epoch {epoch}")
+        path = self._save(str(epoch), epoch + 1, 0, sampler_state, {})
+        ckpt.discard_interrupted(self.run_dir)  # this epoch's save is newer
+        ckpt.prune_epochs(self.run_dir, self.cfg.checkpoints.keep)
+        self._append_metrics(record)
+        self._stop_if_interrupted(epoch, path)
         if epoch % (self.schedule.validate_every or 1) == 0 or epoch == last_epoch:
             record.update(self.validate(epoch))
-        self._append_metrics(record)
+            self._append_metrics(record)
         summary = tf.Summary(value=[tf.Summary.Value(tag=f"epoch/{k}", simple_value=float(v))
                                     for k, v in record.items() if isinstance(v, (int, float))])
         self.writer.add_summary(summary, record["global_step"])
         self.writer.flush()
-        self._save(str(epoch), epoch + 1, 0, sampler_state, {})
-        ckpt.discard_interrupted(self.run_dir)  # this epoch's save is newer
-        ckpt.prune_epochs(self.run_dir, self.cfg.checkpoints.keep)
         self.log(f"{self.stage.name} epoch {epoch}: {_epoch_line(record, meters)}")
+        self._stop_if_interrupted(epoch, path)
+
+    def _stop_if_interrupted(self, epoch, path):
+        if self.interrupted:
+            raise TrainingStopped(f"{self.stage.name}: interrupted after epoch {epoch}, which is saved in {path}; "
+                                  f"--resume continues with epoch {epoch + 1}.", reason="interrupted")
+
+    def _check_weights(self, moment):
+        """Nothing non-finite is ever saved. The loss check cannot see an update that breaks the
+        weights (the loss is fetched before the update), so the weights are checked, and run once
+        more on the last step's batch: finite but diverged weights give NaN descriptors there."""
+        bad = {name: int(n) for name, n in self.sess.run(self.parts.non_finite_weights).items() if n}
+        problem = (f"{sum(bad.values())} of them are not finite (in {len(bad)} variables, e.g. "
+                   f"{sorted(bad)[:3]})") if bad else self._broken_outputs()
+        if problem:
+            raise TrainingStopped(
+                f"{self.stage.name}: the weights {moment} (global step {int(self.sess.run(self.parts.global_step))}) "
+                f"are diverged: {problem}; nothing was saved. The last good checkpoint is kept in "
+                f"{self.run_dir}; lower stages.{self.stage.name}.lr or check the data, then --resume.",
+                reason="non_finite")
+
+    def _broken_outputs(self):
+        if self.last_feed is None:
+            return None
+        net = self.parts.net
+        out = self.sess.run({"tile descriptors": net["sat_global"], "panorama descriptors": net["grd_global"],
+                             **{f"loss term '{k}'": v for k, v in self.parts.losses.items()}}, self.last_feed)
+        broken = [f"{count_non_finite(v)} of {max(1, len(np.atleast_1d(v)))} {name}" for name, v in out.items()
+                  if count_non_finite(v)]
+        return f"run on the last batch they give non-finite values ({', '.join(broken)})" if broken else None
 
     # ------------------------------------------------------------------ validation
     def scanner(self, index, batch_size=None):
         """The one scan (utils/evaluation/scan.py) of a split through the training graph."""
-        network = ScanNetwork(self.sess, self.parts.inputs, self.parts.net)
+        network = ScanNetwork(self.sess, self.parts.inputs, self.parts.net, name=self.stage.name)
         return Scanner(network, self.loader, index, int(batch_size or self.cfg.validation.scan_batch),
                        workers=int(self.cfg.data.workers), on_bad_sample=self.cfg.data.on_bad_sample,
                        progress=self.show_progress)
