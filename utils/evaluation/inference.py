@@ -32,6 +32,8 @@ def restore_network(cfg, prefix, network):
     close its session when done."""
     graph = tf.Graph()
     with graph.as_default():
+        tf.set_random_seed(int(cfg.seed))   # the restore overwrites the initialisers, but under
+        # TF_DETERMINISTIC_OPS=1 (set by demo.py) TensorFlow refuses random ops in a graph without a seed
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0, with_semi=network != "safa")
         net = getattr(networks, network)(inputs, cfg)
         variables = tf.global_variables()
