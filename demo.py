@@ -7,23 +7,30 @@ Generates the synthetic city (VIGOR's formats) if missing, trains E_1a -> E_1b, 
 -> E_2_2 -> E_3, evaluates the last checkpoint of each stage on the test split, and prints
 retrieval and localization results next to the chance and tile-centre baselines.
 """
-import json
-import os
-import sys
-import time
+from utils.reproducible import pin_numerics
 
-import numpy as np
+PINNED = pin_numerics()   # before TensorFlow, numpy and OpenCV load: the same numbers on every x86-64 machine
 
-import train_first_E_1
-import train_second_E_2_1
-import train_second_E_2_2
-import train_third_E_3
-from utils.training import checkpoints as ckpt
-from utils.config import load_config, stage_argument_parser
-from utils.evaluation.report import evaluate_outputs
-from utils.data.splits import load_splits
-from utils.training.stage import stage_dir
-from utils.training.trainer import run_stage
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import train_first_E_1  # noqa: E402
+import train_second_E_2_1  # noqa: E402
+import train_second_E_2_2  # noqa: E402
+import train_third_E_3  # noqa: E402
+from utils.training import checkpoints as ckpt  # noqa: E402
+from utils.config import load_config, stage_argument_parser  # noqa: E402
+from utils.evaluation.report import evaluate_outputs  # noqa: E402
+from utils.config import resolve_path  # noqa: E402
+from utils.data.splits import load_splits  # noqa: E402
+from utils.data.synthetic_vigor import read_difficulty  # noqa: E402
+from utils.evaluation import calibration, claims  # noqa: E402
+from utils.training.stage import stage_dir  # noqa: E402
+from utils.training.trainer import run_stage  # noqa: E402
 
 STAGES = [train_first_E_1.E_1a, train_first_E_1.E_1b, train_second_E_2_1.E_2_1,
           train_second_E_2_2.E_2_2, train_third_E_3.E_3]
@@ -34,10 +41,24 @@ def evaluate_stage(cfg, stage, out_root):
     stage_name = stage.name
     _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage_name))
     outputs = compute_outputs(cfg, path, network=stage.network.__name__, progress=False)
-    return evaluate_outputs(outputs["index"], outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
-                            offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
-                            heatmaps=outputs.get("heatmaps"), out_dir=os.path.join(out_root, stage_name),
-                            name=f"SAMP {stage_name}", found=outputs["retrieval"], skipped=outputs["skips"])
+    test, out_dir = outputs["index"], os.path.join(out_root, stage_name)
+    results = evaluate_outputs(test, outputs["sat_desc"], outputs["grd_desc"], offsets=outputs.get("offsets"),
+                               offsets_positive=outputs.get("offsets_positive"), sigma=outputs.get("sigma"),
+                               heatmaps=outputs.get("heatmaps"), out_dir=out_dir, name=f"SAMP {stage_name}",
+                               found=outputs["retrieval"], skipped=outputs["skips"])
+    known = read_difficulty(resolve_path(cfg.data.root), test.grd_paths)
+    if "calibration" in results and known is not None and "fine_errors" in _per_query(out_dir):
+        per_query = _per_query(out_dir)
+        results["difficulty"] = calibration.difficulty_report(per_query["uncertainty"], per_query["fine_errors"],
+                                                              known)
+        with open(os.path.join(out_dir, "difficulty.json"), "w") as f:
+            json.dump(results["difficulty"], f, indent=1)
+    return results
+
+
+def _per_query(out_dir):
+    with np.load(os.path.join(out_dir, "per_query.npz")) as data:
+        return dict(data)
 
 
 def baseline_rows(cfg, out_root):
@@ -86,7 +107,10 @@ def main(argv=None):
     for stage in STAGES:
         print(f"== evaluating {stage.name}", flush=True)
         rows.append((stage.name, evaluate_stage(cfg, stage, out_root)))
-    text = table(rows)
+    by_stage = dict(rows[1:])
+    text = "\n\n".join(part for part in (
+        table(rows), claims.uncertainty_table(by_stage), claims.difficulty_table(by_stage),
+        claims.side_by_side(by_stage), claims.checks_table(claims.checks(by_stage))) if part)
     print()
     print(text)
     total = time.time() - started

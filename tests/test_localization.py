@@ -332,6 +332,7 @@ def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, 
     import tensorflow.compat.v1 as tf
     from utils.config import load_config
     from utils.localization.predict import LocalizationModel
+    from utils.evaluation.finite import NonFiniteError
     from utils.training.checkpoints import checkpoint_prefix
     prefix = checkpoint_prefix(checkpoint)
     broken = tmp_path / "E_2_1" / "1"
@@ -353,7 +354,8 @@ def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, 
     model = LocalizationModel(cfg, str(broken))
     tiles = sorted(os.listdir(os.path.join(city, "NewYork", "satellite")))[:5]
     try:
-        with pytest.raises(CheckpointError, match=r"NaN or infinite descriptors for 5 of 5 tiles"):
+        # the shared scan refuses them first (utils/evaluation/finite.py), naming the count
+        with pytest.raises(NonFiniteError, match=r"5 of 5 tile descriptors are not finite"):
             model.tile_descriptors([os.path.join(city, "NewYork", "satellite", t) for t in tiles], progress=False)
     finally:
         model.close()

@@ -20,10 +20,24 @@ Labels: the positive of a panorama is the tile whose central quarter (|delta| < 
 it, the three semi-positives are the other tiles that contain it (in random order); offsets
 are computed from the GPS in the file names with VIGOR's formula (utils.data.geo.gps_to_delta).
 Same-area train/test take a random half of each city's panoramas. Deterministic for a seed.
+
+The four ambiguity sources SAMP names are built in, each with a known amount per panorama,
+written next to VIGOR's files in `splits/<city>/panorama_difficulty.txt` (VIGOR's own files are
+unchanged; see `read_difficulty`):
+
+* low overlap: the share of the panorama's surroundings (a 40 m disc) outside its positive tile;
+* dynamic foreground: vehicles and people drawn into the panorama only (not on the tile);
+* viewpoint change: camera height from 2.5 m up to 6 m and a heading error up to 10 degrees;
+* perceptual aliasing: a quarter of the lots repeat one of two template buildings (same footprint
+  setback, height, roof and facade colour); the share of repeated buildings around the camera.
+
+Each is scaled to [0, 1]; `difficulty` is their mean.
+
 Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.tif`
 (utils/data/synthetic_raster.py).
 """
 import argparse
+import glob
 import json
 import math
 import os
@@ -39,7 +53,8 @@ from utils.data.dataset import (PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SA
 from utils.data.geo import enu_to_gps, gps_to_delta
 from utils.data.synthetic_raster import full_resolution, write_city_raster
 
-GENERATOR_VERSION = 2           # 2: tiles cut from the upsampled whole map, + the city's GeoTIFF
+GENERATOR_VERSION = 3           # 2: tiles cut from the upsampled whole map, + the city's GeoTIFF; 3: ambiguity
+DIFFICULTY_FILE = "panorama_difficulty.txt"   # space-separated, like VIGOR's label files
 MANIFEST = "synthetic_manifest.json"
 TILE = 640
 STRIDE = 320
@@ -50,6 +65,11 @@ CAMERA_HEIGHT = 2.5           # metres, a Street View car
 QUARTER_LIMIT = 159.5         # keep positives strictly inside the central quarter (|delta| <= 160)
 
 KIND_GROUND, KIND_BUILDING, KIND_TREE, KIND_CAR, KIND_WATER = 0, 1, 2, 3, 4
+REPEATED_LOT_SHARE = 0.25     # perceptual aliasing: lots that copy one of two template buildings
+SURROUNDINGS_M = 40.0         # radius of the "surroundings" used by the overlap and aliasing measures
+MAX_CAMERA_RISE = 3.5         # metres above CAMERA_HEIGHT at the largest viewpoint change
+MAX_HEADING_ERROR = 10.0      # degrees
+MAX_FOREGROUND = 0.6          # share of the panorama's lower two thirds hidden by foreground
 
 
 # ---------------------------------------------------------------- city styles
@@ -171,6 +191,7 @@ class CityMap:
     mips: list                  # color at 1/2, 1/4, 1/8 (level 0 is color)
     origin: tuple               # (lat, lng) of the map centre
     rotation: tuple             # (cos, sin) of the grid angle
+    repeated: np.ndarray = None  # (H, W) bool building pixels of a repeated (template) lot
 
     @property
     def shape(self):
@@ -254,6 +275,8 @@ def build_city_map(name, style, side_px, mpp, rng, origin):
     lot_box_pos = rng.uniform(0.15, 0.6, (n_lots, 2)).astype(np.float32)
     lot_box_size = rng.uniform(2.0, 6.0, (n_lots, 2)).astype(np.float32)
     lot_box_height = rng.uniform(1.5, 3.5, n_lots).astype(np.float32)
+    lot_repeated = _repeat_template_lots(rng, n_lots, lot_kind, lot_height, lot_setback, lot_roof, lot_box,
+                                         lot_box_pos, lot_box_size, lot_box_height)
 
     kind_of_lot = lot_kind[lot]
     setback = lot_setback[lot]
@@ -328,7 +351,21 @@ def build_city_map(name, style, side_px, mpp, rng, origin):
     wall = np.clip(wall, 0, 255).astype(np.uint8)
     mips = [cv2.resize(color, (w >> level, h >> level), interpolation=cv2.INTER_AREA) for level in (1, 2, 3)]
     return CityMap(name=name, style=style, mpp=mpp, color=color, height=height, wall=wall, kind=kind,
-                   road=road & (kind == KIND_GROUND), walk=walk & (kind == KIND_GROUND), mips=mips, origin=origin, rotation=(ca, sa))
+                   road=road & (kind == KIND_GROUND), walk=walk & (kind == KIND_GROUND), mips=mips,
+                   repeated=building & lot_repeated[lot] & (kind == KIND_BUILDING), origin=origin, rotation=(ca, sa))
+
+
+def _repeat_template_lots(rng, n_lots, kind, height, setback, roof, box, box_pos, box_size, box_height):
+    """Perceptual aliasing: REPEATED_LOT_SHARE of the lots become copies of one of two template
+    buildings (arrays changed in place). Returns the (n_lots,) bool mask of repeated lots."""
+    repeated = rng.random(n_lots) < REPEATED_LOT_SHARE
+    templates = rng.choice(n_lots, 2, replace=False)
+    kind[templates] = 0
+    source = templates[rng.integers(0, 2, n_lots)]
+    for attribute in (kind, height, setback, roof, box, box_pos, box_size, box_height):
+        attribute[repeated] = attribute[source[repeated]]
+    repeated[templates] = True
+    return repeated
 
 
 def _water_mask(edge, h, w, mpp, rng):
@@ -536,6 +573,107 @@ def _sample_aerial(city, row, col, step_row, step_col, distance, w2):
     return out
 
 
+# ---------------------------------------------------------------- ambiguity
+SOURCES = ("low_overlap", "dynamic_foreground", "viewpoint_change", "perceptual_aliasing")
+RAW = ("overlap", "foreground_share", "camera_height", "heading_error_deg", "repeated_share")
+DIFFICULTY_COLUMNS = ("panorama",) + SOURCES + ("difficulty",) + RAW
+
+
+def add_foreground(image, share, rng):
+    """Dynamic foreground: vehicles and people next to the camera, in the panorama only (in place).
+    Adds objects until `share` of the lower two thirds is hidden; returns the share hidden."""
+    h, w = image.shape[:2]
+    hidden = np.zeros((h, w), bool)
+    region = slice(h // 3, h)
+    while hidden[region].mean() < share:
+        if rng.random() < 0.6:   # a vehicle: wide, from just below the horizon down
+            width, top = rng.integers(w // 16, w // 5), rng.integers(int(0.42 * h), int(0.55 * h))
+        else:                    # a person: narrow, head above the horizon
+            width, top = rng.integers(max(2, w // 80), max(3, w // 32)), rng.integers(int(0.28 * h), int(0.42 * h))
+        bottom = rng.integers(int(0.8 * h), h + 1)
+        cols = (rng.integers(0, w) + np.arange(width)) % w
+        shade = np.linspace(1.0, 0.55, bottom - top)[:, None, None]
+        image[top:bottom, cols] = np.clip(rng.integers(20, 235, 3)[None, None, :] * shade, 0, 255).astype(np.uint8)
+        hidden[top:bottom, cols] = True
+    return float(hidden[region].mean())
+
+
+def render_ambiguous_panorama(city, row, col, pano_size, rng):
+    """The panorama at (row, col) with a random viewpoint change and dynamic foreground, each
+    present half of the time with a uniform amount. Returns (image, raw amounts)."""
+    rise = MAX_CAMERA_RISE * rng.uniform() if rng.random() < 0.5 else 0.0
+    heading = MAX_HEADING_ERROR * rng.uniform(-1, 1) if rng.random() < 0.5 else 0.0
+    foreground = MAX_FOREGROUND * rng.uniform() if rng.random() < 0.5 else 0.0
+    image = render_panorama(city, row, col, width=pano_size[0], height=pano_size[1],
+                            camera_height=CAMERA_HEIGHT + rise)
+    image = np.ascontiguousarray(np.roll(image, int(round(heading / 360.0 * pano_size[0])), axis=1))
+    hidden = add_foreground(image, foreground, rng)
+    return image, {"foreground_share": hidden, "camera_height": CAMERA_HEIGHT + rise, "heading_error_deg": heading}
+
+
+class Surroundings:
+    """Overlap with the positive tile and the share of repeated buildings in a disc of
+    SURROUNDINGS_M around a map point."""
+
+    def __init__(self, city, centres, half):
+        self.radius = SURROUNDINGS_M / city.mpp
+        self.centres, self.half = centres, half
+        grid = np.linspace(-1, 1, 41)
+        u, v = np.meshgrid(grid, grid)
+        inside = u * u + v * v <= 1
+        self.disc = np.stack([u[inside], v[inside]], axis=1) * self.radius
+        size = 2 * int(self.radius) + 1
+        building = (city.kind == KIND_BUILDING).astype(np.float32)
+        self.building = cv2.blur(building, (size, size), borderType=cv2.BORDER_CONSTANT)
+        self.repeated = cv2.blur(city.repeated.astype(np.float32), (size, size), borderType=cv2.BORDER_CONSTANT)
+        centre = self._overlap(0.0, 0.0)
+        corner = self._overlap(QUARTER_LIMIT / TILE * 2 * half, QUARTER_LIMIT / TILE * 2 * half)
+        self.overlap_range = (corner, centre)
+
+    def _overlap(self, d_row, d_col):
+        inside = (np.abs(self.disc[:, 0] + d_row) < self.half) & (np.abs(self.disc[:, 1] + d_col) < self.half)
+        return float(inside.mean())
+
+    def measure(self, row, col, positive):
+        overlap = self._overlap(row - self.centres[positive[0]], col - self.centres[positive[1]])
+        r, c = int(row), int(col)
+        buildings = float(self.building[r, c])
+        corner, centre = self.overlap_range
+        return {"overlap": overlap, "low_overlap": float(np.clip((centre - overlap) / (centre - corner), 0.0, 1.0)),
+                "repeated_share": float(self.repeated[r, c]) / buildings if buildings > 1e-6 else 0.0}
+
+
+def difficulty_row(pano, raw):
+    """One line (space-separated): the four sources scaled to [0, 1], their mean, then the raw amounts."""
+    scores = {"low_overlap": raw["low_overlap"],
+              "dynamic_foreground": min(1.0, raw["foreground_share"] / MAX_FOREGROUND),
+              "viewpoint_change": 0.5 * (raw["camera_height"] - CAMERA_HEIGHT) / MAX_CAMERA_RISE
+              + 0.5 * abs(raw["heading_error_deg"]) / MAX_HEADING_ERROR,
+              "perceptual_aliasing": raw["repeated_share"]}
+    scores["difficulty"] = float(np.mean([scores[name] for name in SOURCES]))
+    values = [pano] + [f"{scores[name]:.4f}" for name in SOURCES + ("difficulty",)]
+    values += [f"{raw[name]:.4f}" for name in RAW]
+    return " ".join(values) + "\n"
+
+
+def read_difficulty(root, grd_paths):
+    """The known difficulty of each panorama of an index (by file name), from every city's
+    DIFFICULTY_FILE under root/splits: {column: (N,) float array}, or None when the dataset has
+    no such files (VIGOR itself) or some panorama is missing from them."""
+    table = {}
+    for path in sorted(glob.glob(os.path.join(str(root), "splits", "*", DIFFICULTY_FILE))):
+        with open(path) as f:
+            header = f.readline().split()
+            for line in f:
+                fields = line.split()
+                table[fields[0]] = [float(x) for x in fields[1:]]
+    names = [os.path.basename(str(p)) for p in grd_paths]
+    if not table or any(name not in table for name in names):
+        return None
+    values = np.array([table[name] for name in names], np.float64)
+    return {column: values[:, i] for i, column in enumerate(header[1:])}
+
+
 # ---------------------------------------------------------------- tiles, points, labels
 def tile_grid(tiles_per_side, margin):
     """Continuous pixel coordinate of tile centres along one axis."""
@@ -623,14 +761,17 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
         f.writelines(tile_names[key] + "\n" for key in sorted(tile_names))
     write_city_raster(os.path.join(out_dir, name), aerial, city.origin, mpp, margin % STRIDE)
 
-    lines = []
+    lines, difficulty_rows = [], []
+    surroundings = Surroundings(city, centres, TILE // 2 // detail)   # half a tile, map pixels
     for prow, pcol in sample_points(city, centres, panos_per_tile, rng, QUARTER_LIMIT / detail, 1.0 / detail):
         lat, lng = city.pixel_to_gps(prow, pcol)
         pano = pano_file_name(_pano_prefix(rng), float(lat), float(lng))
-        image = render_panorama(city, prow, pcol, width=pano_size[0], height=pano_size[1])
-        cv2.imwrite(os.path.join(pano_dir, pano), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
         ri, rj = covering_tiles(prow, centres)
         ci, cj = covering_tiles(pcol, centres)
+        image, ambiguity = render_ambiguous_panorama(city, prow, pcol, pano_size, rng)
+        ambiguity.update(surroundings.measure(prow, pcol, (ri, ci)))
+        cv2.imwrite(os.path.join(pano_dir, pano), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        difficulty_rows.append(difficulty_row(pano, ambiguity))
         semis = [(rj, ci), (ri, cj), (rj, cj)]
         semis = [semis[s] for s in rng.permutation(3)]
         plat, plng = parse_pano_name(pano)
@@ -640,6 +781,9 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
             delta = gps_to_delta(tlat, tlng, plat, plng, mpp)
             fields += [tile_names[key], _fmt(delta[0]), _fmt(delta[1])]
         lines.append(" ".join(fields) + "\n")
+    with open(os.path.join(split_dir, DIFFICULTY_FILE), "w") as f:
+        f.write(" ".join(DIFFICULTY_COLUMNS) + "\n")
+        f.writelines(difficulty_rows)
 
     order = rng.permutation(len(lines))
     n_train = (len(lines) + 1) // 2

@@ -34,6 +34,8 @@ def restore_network(cfg, prefix, network):
     dist = Distribution(cfg)  # under a strategy each replica scans its slice of every batch
     graph = tf.Graph()
     with graph.as_default(), dist.scope():
+        tf.set_random_seed(int(cfg.seed))   # the restore overwrites the initialisers, but under
+        # TF_DETERMINISTIC_OPS=1 (set by demo.py) TensorFlow refuses random ops in a graph without a seed
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0, with_semi=network != "safa")
         build = getattr(networks, network)
         net = dist.first_replica(dist.replicate(lambda: dist.gather_outputs(build(dist.shard_inputs(inputs), cfg))))

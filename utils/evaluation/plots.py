@@ -63,16 +63,23 @@ def calibration_plot(report: dict, path: str, title: Optional[str] = None):
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     levels = list(report["expected"].keys())
     x = np.arange(len(levels))
-    expected = [100 * report["expected"][k] for k in levels]
+    targets = report.get("targets") or {"calibrated": {"expected": report["expected"]}}
+    width = 0.8 / (len(targets) + 1)
+    shades = {"calibrated": ("0.75", "calibrated Gaussian (Sigma = C)"),
+              "samp_nll": ("0.45", "SAMP's NLL optimum (Sigma = 2C)")}
+    for i, (name, target) in enumerate(targets.items()):
+        colour, label = shades.get(name, ("0.6", name))
+        label += " <- the loss" if name == report.get("loss_aims_at") else ""
+        left.bar(x - 0.4 + width * (i + 0.5), [100 * target["expected"][k] for k in levels], width=width,
+                 color=colour, label=label)
     observed = [100 * report["observed"][k] for k in levels]
-    left.bar(x - 0.18, expected, width=0.36, color="0.7", label="expected (Gaussian)")
-    left.bar(x + 0.18, observed, width=0.36, color="tab:blue", label="observed")
+    left.bar(x + 0.4 - width / 2, observed, width=width, color="tab:blue", label="observed")
     for xi, value in zip(x, observed):
-        left.text(xi + 0.18, value + 1, f"{value:.1f}", ha="center", fontsize=9)
+        left.text(xi + 0.4 - width / 2, value + 1, f"{value:.1f}", ha="center", fontsize=8)
     left.set_xticks(x, [f"{k} sigma" for k in levels])
-    left.set_ylim(0, 110)
+    left.set_ylim(0, 125)
     left.set_ylabel("truth inside the ellipse (%)")
-    left.legend(loc="upper left", fontsize=9)
+    left.legend(loc="upper left", fontsize=7)
     left.grid(axis="y", linestyle="dotted")
 
     rows = report.get("error_by_uncertainty_quantile", [])

@@ -236,11 +236,8 @@ def markdown_report(results: dict) -> str:
                      + " | ".join(_pct(within.get(k)) for k in ("1", "5", "10", "25", "50")) + " |")
     if "calibration" in results:
         c = results["calibration"]
-        lines += ["", f"## Calibration ({c['tile']})", "",
-                  "| | 1 sigma | 2 sigma | 3 sigma |", "|---|---|---|---|",
-                  "| observed (%) | " + " | ".join(_pct(c["observed"][k]) for k in ("1", "2", "3")) + " |",
-                  "| expected (%) | " + " | ".join(_pct(c["expected"][k]) for k in ("1", "2", "3")) + " |",
-                  "", f"Spearman(uncertainty, error) = {_num(c['spearman_uncertainty_error'])}", "",
+        lines += ["", f"## Calibration ({c['tile']})", ""] + calibration.coverage_markdown(c)
+        lines += ["", f"Spearman(uncertainty, error) = {_num(c['spearman_uncertainty_error'])}", "",
                   "| uncertainty quantile | uncertainty (px) | mean error (m) | median error (m) |",
                   "|---|---|---|---|"]
         for i, row in enumerate(c["error_by_uncertainty_quantile"], 1):

@@ -1,0 +1,126 @@
+"""A longer study than the demo: the chain SAFA + mining (E_1a) -> VIGOR (E_1b) and
+E_1a -> SAMP E_2_1 -> E_2_2 -> E_3 on the synthetic city, over several training seeds,
+reported as mean +- std next to the direction of the papers' claims.
+
+    python bench/ablation.py                       # 3 seeds, configs/demo.yaml with longer E_2_x
+    python bench/ablation.py --seeds 0 1 2 --set stages.E_2_1.epochs=32 --out runs/ablation
+
+The city is the same for every seed (data.synthetic.seed); the seed varies initialisation, batch
+order and mining. Each seed trains into runs/<experiment>_seed<N>/ (re-running continues where it
+stopped). Writes ablation.json, ablation.md and ablation.png to --out. Sized for about 60 min on
+a quiet 2-core machine (about 3 x 18 min); not a test.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.reproducible import pin_numerics  # noqa: E402
+
+pin_numerics()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import demo  # noqa: E402
+from utils.evaluation.claims import UNCERTAIN_STAGES  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.training.trainer import run_stage  # noqa: E402
+
+# longer than the demo where the demo is shortest (the uncertainty stages)
+DEFAULT_OVERRIDES = ["stages.E_2_1.epochs=24", "stages.E_2_2.epochs=16", "stages.E_3.epochs=8"]
+MEASURES = (  # (name, how to read it from one stage's results, unit)
+    ("top-1 %", lambda r: 100 * r["retrieval"]["top1"]),
+    ("hit rate %", lambda r: 100 * r["retrieval"]["hit_rate"]),
+    ("top-1 tile median m", lambda r: r["localization"]["median"]),
+    ("fine median m", lambda r: r.get("fine_localization", {}).get("median")),
+    ("in 1 sigma %", lambda r: 100 * r["calibration"]["observed"]["1"] if "calibration" in r else None),
+    ("Sigma / error cov.", lambda r: r.get("calibration", {}).get("fitted_scale")),
+    ("rho(unc, error)", lambda r: r.get("calibration", {}).get("spearman_uncertainty_error")),
+    ("rho(unc, difficulty)", lambda r: r.get("difficulty", {}).get("spearman_uncertainty", {}).get("difficulty")),
+)
+UNCERTAINTY_MEASURES = {"in 1 sigma %", "Sigma / error cov.", "rho(unc, error)", "rho(unc, difficulty)"}
+CLAIMS = {"E_1b": "VIGOR: top-1 above E_1a", "E_3": "SAMP: top-1 above E_2_2",
+          "E_2_2": "SAMP: uncertainty follows the error"}
+
+
+def run_seed(args, seed):
+    cfg = load_config(args.config, DEFAULT_OVERRIDES + list(args.overrides) +
+                      [f"seed={seed}", f"experiment={args.experiment}_seed{seed}"])
+    for stage in demo.STAGES:
+        print(f"== seed {seed}: {stage.name}", flush=True)
+        run_stage(stage, cfg, resume=True)
+    out_root = os.path.join(args.out, f"seed{seed}")
+    return {stage.name: demo.evaluate_stage(cfg, stage, out_root) for stage in demo.STAGES}
+
+
+def summarise(per_seed: list) -> dict:
+    """{stage: {measure: (mean, std, n)}} over the seeds that have the measure."""
+    summary = {}
+    for stage in per_seed[0]:
+        summary[stage] = {}
+        for name, read in MEASURES:
+            if name in UNCERTAINTY_MEASURES and stage not in UNCERTAIN_STAGES:
+                continue   # E_2_1 has Cholesky heads too, but nothing trains them there
+            values = [read(results[stage]) for results in per_seed]
+            values = [v for v in values if v is not None]
+            if values:
+                summary[stage][name] = (float(np.mean(values)), float(np.std(values)), len(values))
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    names = [name for name, _ in MEASURES]
+    lines = ["| stage | " + " | ".join(names) + " | paper's claim |", "|---" * (len(names) + 2) + "|"]
+    for stage, measures in summary.items():
+        cells = [f"{measures[n][0]:.2f} ± {measures[n][1]:.2f}" if n in measures else "-" for n in names]
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {CLAIMS.get(stage, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(summary: dict, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = ["top-1 %", "fine median m", "rho(unc, error)", "rho(unc, difficulty)"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for axis, name in zip(axes, panels):
+        stages = [s for s in summary if name in summary[s]]
+        means = [summary[s][name][0] for s in stages]
+        stds = [summary[s][name][1] for s in stages]
+        axis.bar(stages, means, yerr=stds, capsize=4, color="tab:blue")
+        axis.set_title(name)
+        axis.grid(axis="y", linestyle="dotted")
+    fig.suptitle("synthetic city, mean ± std over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--experiment", default="ablation")
+    parser.add_argument("--out", default="runs/ablation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    per_seed = [run_seed(args, seed) for seed in args.seeds]
+    summary = summarise(per_seed)
+    with open(os.path.join(args.out, "ablation.json"), "w") as f:
+        json.dump({"seeds": args.seeds, "overrides": DEFAULT_OVERRIDES + args.overrides, "summary": summary}, f,
+                  indent=1)
+    text = markdown(summary)
+    with open(os.path.join(args.out, "ablation.md"), "w") as f:
+        f.write(text)
+    figure(summary, os.path.join(args.out, "ablation.png"))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    from utils.cli import run
+    sys.exit(run(main))
