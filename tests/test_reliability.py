@@ -534,12 +534,7 @@ def _evaluate_args(cfg, checkpoint, out):
     return ["--checkpoint", checkpoint, "--config", "configs/demo.yaml", "--out", out] + sets
 
 
-def test_ctrl_c_in_evaluate_does_not_talk_of_resume(reference, tmp_path):
-    """Item 10, with a real SIGINT to a real evaluate.py process."""
-    from utils.training.stage import stage_dir
-    script = EVALUATE_MARKS.format(repo=REPO)
-    mark = str(tmp_path / "scanning")
-    args = _evaluate_args(reference, os.path.join(stage_dir(reference, "E_1a"), "2"), str(tmp_path / "out"))
+def _interrupt_evaluate(script, mark, args):
     process = subprocess.Popen([sys.executable, "-c", script, mark] + args, cwd=REPO, stderr=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     deadline = time.time() + 240
@@ -548,7 +543,25 @@ def test_ctrl_c_in_evaluate_does_not_talk_of_resume(reference, tmp_path):
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in err
+    return process.returncode, err
+
+
+def test_ctrl_c_in_evaluate_does_not_talk_of_resume(reference, tmp_path):
+    """Item 10, with a real SIGINT to a real evaluate.py process.
+
+    Once in a full-suite run the SIGINT was lost (exit 0): CPython discards an exception raised
+    while the main thread runs an object finaliser or a generator's close. That run is repeated
+    once; a second loss fails the test."""
+    from utils.training.stage import stage_dir
+    script = EVALUATE_MARKS.format(repo=REPO)
+    for attempt in range(2):
+        mark = str(tmp_path / f"scanning{attempt}")
+        args = _evaluate_args(reference, os.path.join(stage_dir(reference, "E_1a"), "2"),
+                              str(tmp_path / f"out{attempt}"))
+        returncode, err = _interrupt_evaluate(script, mark, args)
+        if returncode != 0:
+            break
+    assert returncode == 130 and "Traceback" not in err, (returncode, err[-3000:])
     last = err.strip().splitlines()[-1]
     assert "evaluate.py" in last and "--resume" not in last
 
