@@ -63,6 +63,17 @@ def _optional_npy(path):
     return None if path is None else np.load(path)
 
 
+def chief_or_worker(cfg):
+    """None in the process that writes --out (one device, or the chief of a cluster), else its
+    name ('worker 1 of 2'): under distribute.strategy=multi_worker every worker runs the same
+    command and scans its share, and the chief alone writes."""
+    if (cfg.get("distribute") or {}).get("strategy", "none") != "multi_worker":
+        return None
+    from utils.training.distribute import Distribution
+    dist = Distribution(cfg)
+    return None if dist.is_chief else dist.worker
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -89,7 +100,9 @@ def main(argv=None):
         parser.error("--descriptors needs --config (the dataset the descriptors were computed on)")
 
     cfg, index = load_index(args.config, args.resolution, args.overrides, args.split, args.checkpoint)
-    write_record(args.out, cfg)
+    worker = chief_or_worker(cfg)
+    if worker is None:
+        write_record(args.out, cfg)
     if args.checkpoint:
         outputs = outputs_from_checkpoint(cfg, args.checkpoint, args.split, args.network)
         name = args.name or os.path.normpath(args.checkpoint)
@@ -100,6 +113,9 @@ def main(argv=None):
                    "sigma": _optional_npy(args.sigma)}
         name = args.name or os.path.basename(os.path.normpath(args.descriptors))
         print(f"offsets: {offsets_file or 'none (tile centres)'}")
+    if worker is not None:  # it took part in the distributed scan; the chief writes --out
+        print(f"{worker}: the chief writes the results to {args.out}")
+        return 0
     results = evaluate_outputs(outputs.get("index", index), outputs["sat_desc"], outputs["grd_desc"],
                                offsets=outputs.get("offsets"),
                                offsets_positive=outputs.get("offsets_positive"),

@@ -24,7 +24,7 @@ def heatmap_losses(net, inputs, cfg):
 E_2_1 = Stage(name="E_2_1", network=networks.samp, losses=heatmap_losses, with_semi=True, mining=True,
               # the original's selective branch, always (docs/FAITHFULNESS.md, T1)
               restore_include=["vgg_sat", "vgg_grd", "spatial_grd", "spatial_sat", "train"],
-              heatmaps=lambda net: [net["heatmap"], net["heatmap_semi"]])
+              heatmaps=("heatmap", "heatmap_semi"))
 
 
 def main(argv=None):

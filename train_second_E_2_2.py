@@ -29,7 +29,7 @@ def gaussian_losses(net, inputs, cfg):
 
 E_2_2 = Stage(name="E_2_2", network=networks.samp, losses=gaussian_losses, with_semi=True, mining=True,
               restore_exclude=["cholesky_block", "Variable"],
-              heatmaps=lambda net: [net["heatmap"], net["heatmap_semi"]])
+              heatmaps=("heatmap", "heatmap_semi"))
 
 
 def main(argv=None):

@@ -19,6 +19,8 @@ from utils.config import load_config, stage_argument_parser
 from utils.training.stage import Stage, StageLosses
 from utils.training.trainer import run_stage
 
+UNCERTAINTY_FILE = "semi_uncertainty.npy"
+
 
 def weighted_iou_losses(net, inputs, cfg):
     weight = tf.placeholder(tf.float32, [None], name="W_")
@@ -49,13 +51,15 @@ def semi_positive_uncertainties(trainer):
 
 
 def semi_positive_weights(trainer, auxiliary):
-    """w(u) of every (training panorama, semi-positive column): what feed_weights looks up."""
-    path = os.path.join(trainer.run_dir, "semi_uncertainty.npy")
+    """w(u) of every (training panorama, semi-positive column): what feed_weights looks up. A resumed
+    run reads the chief's semi_uncertainty.npy; otherwise every worker takes part in the scan (its
+    forward passes are collective) and the chief alone writes the file."""
+    path = os.path.join(trainer.run_dir, UNCERTAINTY_FILE)
     if os.path.exists(path) and trainer.resume:
         uncertainty = np.load(path)
     else:
         uncertainty = semi_positive_uncertainties(trainer)
-        np.save(path, uncertainty)
+        trainer.save_array(UNCERTAINTY_FILE, uncertainty)
     s = trainer.cfg.stages.E_3
     weights = semi_positive_weight(uncertainty, a=s.weight_a, b=s.weight_b, c=s.weight_c)
     trainer.log(f"E_3: semi-positive uncertainty mean {uncertainty.mean():.2f}, "

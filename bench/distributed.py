@@ -3,6 +3,7 @@
     python bench/distributed.py                      # both parts, demo size, stage E_2_2
     python bench/distributed.py speed --replicas 2   # one measurement (a subprocess of the above)
     python bench/distributed.py volume               # bytes per step at the paper's size, and the estimate
+    python bench/distributed.py drift --out DIR [--set KEY=VALUE ...]   # mirrored vs float rounding
 
 speed: the trainer's graph (utils/training/graph.py) of a stage at the demo's sizes on random
 batches of the stage's global batch, under `distribute.strategy=mirrored` with N logical CPU
@@ -12,6 +13,15 @@ step (every gradient, float32) and the bytes all-gathered (the network outputs t
 losses read, for the whole global batch), then an ESTIMATE of the speed-up on 2, 4 and 8 GPUs
 from a stated single-GPU step time and link bandwidth (ring all-reduce and all-gather, no
 overlap of communication with computation).
+drift: the demo stages (configs/demo.yaml with the --set overrides, e.g. fewer epochs) trained
+end to end, chained as the demo chains them, four times, each in its own process with the
+demo's pinned numerics: on one device; on one device with every trainable weight of E_1a's
+initial weights moved by 1 ulp (np.nextafter); on one device with 1 intra-op thread instead of
+2 (which splits contractions and reductions differently); mirrored on 2 logical CPU devices.
+For each stage's last checkpoint it prints the relative difference ||w - w_single|| / ||w_single||
+of every trained variable (network weights, not Adam's slots), max and median over the
+variables, and the relative difference of the last epoch's loss: a variant's drift next to
+what a 1-ulp change of the computation causes on one device anyway.
 """
 import argparse
 import json
@@ -105,9 +115,99 @@ def estimate(reduced, gathered, gpus, step_s, link_gb_s):
     return step_s / (step_s / gpus + traffic / (link_gb_s * 1e9))
 
 
+DRIFT_STAGES = ("E_1a", "E_1b", "E_2_1", "E_2_2", "E_3")
+DRIFT_VARIANTS = {  # name: (distribute overrides, environment, 1-ulp perturbation)
+    "single": ([], {}, False),
+    "ulp": ([], {}, True),
+    "threads1": ([], {"TF_NUM_INTRAOP_THREADS": "1"}, False),
+    "mirrored": (["distribute.strategy=mirrored", "distribute.replicas=2"], {}, False),
+}
+
+
+def nudge_by_one_ulp(trainer, auxiliary):
+    """A prepare hook: every trainable weight moves to the next float32 towards +inf."""
+    import numpy as np
+    with trainer.parts.graph.as_default():
+        variables = [v for v in trainer.parts.graph.get_collection("trainable_variables")]
+    for variable in variables:
+        value = trainer.tf_session.run(variable)
+        variable.load(np.nextafter(value, np.float32(np.inf)), trainer.tf_session)
+    trainer.log(f"drift bench: {len(variables)} trainable variables moved by 1 ulp")
+
+
+def drift_run(args):
+    """One variant's chained demo stages (its own process: logical devices, thread counts)."""
+    from utils.reproducible import pin_numerics
+    overrides, environment, perturb = DRIFT_VARIANTS[args.variant]
+    pin_numerics()
+    os.environ.update(environment)
+    import dataclasses
+    from utils.config import load_config
+    from utils.training.distribute import Distribution
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
+                      list(args.overrides) + overrides + [f"runs_dir={args.out}/{args.variant}"])
+    Distribution(cfg)  # logical devices before TensorFlow starts
+    from utils.training.trainer import run_stage
+    for name in DRIFT_STAGES:
+        stage = stage_of(name)
+        if perturb and name == "E_1a":
+            stage = dataclasses.replace(stage, prepare=nudge_by_one_ulp)
+        started = time.perf_counter()
+        metrics = run_stage(stage, cfg, resume=True, show_progress=False)
+        print(f"{args.variant} {name}: loss {metrics[-1]['loss']:.6g} in {time.perf_counter() - started:.0f} s",
+              flush=True)
+
+
+def trained_weights(run_dir):
+    """{variable: value} of the stage's last checkpoint, without Adam's slots and the step counter."""
+    import tensorflow.compat.v1 as tf
+    from utils.training import checkpoints as ckpt
+    _, path = ckpt.last_epoch_checkpoint(run_dir)
+    prefix = ckpt.checkpoint_prefix(path)
+    return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)
+            if not name.startswith("train/") and name != "Variable"}
+
+
+def drift_table(out, experiment="demo"):
+    """Rows (stage, variant, max, median relative weight difference, loss difference) against `single`."""
+    import numpy as np
+    rows = []
+    for stage in DRIFT_STAGES:
+        reference = trained_weights(os.path.join(out, "single", experiment, stage))
+        with open(os.path.join(out, "single", experiment, stage, "metrics.json")) as f:
+            loss = json.load(f)[-1]["loss"]
+        for variant in DRIFT_VARIANTS:
+            if variant == "single":
+                continue
+            weights = trained_weights(os.path.join(out, variant, experiment, stage))
+            rel = [float(np.linalg.norm(np.asarray(weights[k], np.float64) - reference[k])
+                         / max(np.linalg.norm(np.asarray(reference[k], np.float64)), 1e-30)) for k in reference]
+            with open(os.path.join(out, variant, experiment, stage, "metrics.json")) as f:
+                other = json.load(f)[-1]["loss"]
+            rows.append((stage, variant, max(rel), float(np.median(rel)), abs(other - loss) / abs(loss)))
+    return rows
+
+
+def drift(args):
+    for variant in filter(None, args.variants.split(",")):
+        subprocess.run([sys.executable, __file__, "drift-run", "--variant", variant, "--out", args.out] +
+                       [f"--set={o}" for o in args.overrides], check=True)
+    print("| stage | vs single device | max rel. weight diff | median rel. weight diff | last epoch loss rel. diff |")
+    print("|---|---|---|---|---|")
+    for stage, variant, worst, median, loss in drift_table(args.out):
+        print(f"| {stage} | {variant} | {worst:.2e} | {median:.2e} | {loss:.1e} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", nargs="?", choices=("all", "speed", "volume"), default="all")
+    parser.add_argument("part", nargs="?", choices=("all", "speed", "volume", "drift", "drift-run", "drift-table"),
+                        default="all")
+    parser.add_argument("--out", default=os.path.join(REPO, "runs", "bench_drift"), help="drift: runs folder")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="drift: overrides of configs/demo.yaml (e.g. fewer epochs)")
+    parser.add_argument("--variant", choices=sorted(DRIFT_VARIANTS), help="drift-run: the one variant to train")
+    parser.add_argument("--variants", default="ulp,single,mirrored,threads1",
+                        help="drift: the variants to train (or continue), in this order")
     parser.add_argument("--stage", default="E_2_2", choices=sorted(STAGE_MODULES))
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--steps", type=int, default=10)
@@ -118,6 +218,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.part == "speed":
         return speed(args)
+    if args.part in ("drift", "drift-run"):
+        return drift(args) if args.part == "drift" else drift_run(args)
+    if args.part == "drift-table":
+        args.variants = ""
+        return drift(args)
     if args.part == "all":
         for replicas in (1, 2):
             out = subprocess.run([sys.executable, __file__, "speed", "--replicas", str(replicas), "--stage",

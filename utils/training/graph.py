@@ -55,10 +55,8 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None):
             [(r[0], r[1].terms, r[1].auxiliary, r[2], [g for g, _ in r[3]]) for r in replicas])
         grads_and_vars = [(g, v) for g, (_, v) in zip(grads, replicas[0][3])]
         train_op = replicas[0][4] if len(replicas) == 1 else tf.group(*[replica[4] for replica in replicas])
-        scalars = [tf.summary.scalar(name, value) for name, value in terms.items()]
-        scalars.append(tf.summary.scalar("learning_rate", rate))
-        images = [tf.summary.image(t.op.name.replace("/", "_"), _normalised(t), max_outputs=2)
-                  for t in stage.heatmaps(net)]
+        scalars = [_scalar_summary(name, value) for name, value in [*terms.items(), ("learning_rate", rate)]]
+        images = [_image_summary(name, net[name]) for name in stage.heatmaps]
         restored = ckpt.select_variables(tf.global_variables(), stage.restore_include, stage.restore_exclude)
         with tf.name_scope("checks"):
             non_finite = {v.op.name: tf.math.count_nonzero(tf.logical_not(tf.is_finite(v)))
@@ -86,6 +84,17 @@ def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate):
     return net, losses, rate, dist.summed_gradients(grads_and_vars), train_op
 
 
-def _normalised(heatmap):
+# The summary ops with their tags given exactly: tf.summary.* derive a tag from the op's name, which
+# TensorFlow makes unique ('loss' became 'loss_1' beside the loss/ scope) and which, for a tensor
+# gathered over replicas, is another op's name than on one device.
+def _scalar_summary(tag, value):
+    with tf.name_scope(None):
+        return tf.raw_ops.ScalarSummary(tags=tag, values=value, name=f"summary_{tag}")
+
+
+def _image_summary(tag, heatmap):
+    """The first two heatmaps of the batch, each scaled to its peak; tags <tag>/image/0 and /1."""
     peak = tf.reduce_max(heatmap, axis=[1, 2, 3], keepdims=True)
-    return heatmap / (peak + 1e-12)
+    with tf.name_scope(None):
+        return tf.raw_ops.ImageSummary(tag=tag, tensor=heatmap / (peak + 1e-12), max_images=2,
+                                       name=f"summary_{tag}")

@@ -41,7 +41,7 @@ class Stage:
     prepare: Optional[Callable] = None
     # (session, auxiliary, prepared, item, feed) -> None: adds the stage's own values to each step's feed
     extra_feed: Optional[Callable] = None
-    heatmaps: Callable = field(default=lambda net: [])  # tensors shown as TensorBoard images
+    heatmaps: tuple = ()  # names of the network's tensors shown as TensorBoard images (the tags)
 
 
 def as_stage_losses(returned):

@@ -75,11 +75,12 @@ class Trainer:
         self.stop_after_steps = stop_after_steps  # tests: simulate an interrupt after N steps
         self.show_progress = show_progress
         self.run_dir = stage_dir(cfg, stage.name)
-        os.makedirs(self.run_dir, exist_ok=True)
+        self.dist = Distribution(cfg)
+        if self.dist.is_chief:  # the run folder is the chief's: the other workers write nothing
+            os.makedirs(self.run_dir, exist_ok=True)
         self.train_index, self.test_index = load_splits(cfg)
         self.loader = build_loader(cfg)
         self.batch_size = batch_sizes(self.schedule.batch_size, stage.with_semi)
-        self.dist = Distribution(cfg)
         self.dist.check_batch(self.batch_size, f"stages.{stage.name}.batch_size {self.schedule.batch_size} "
                                                f"({self.batch_size} panoramas per step)")
         self.steps_per_epoch = steps_per_epoch(len(self.train_index.grd_paths), self.schedule.batch_size,
@@ -415,9 +416,8 @@ class Trainer:
 
     def validate(self, epoch):
         scan = self.descriptors(self.test_index)
-        if self.dist.is_chief:
-            np.save(os.path.join(self.run_dir, "sat_global_descriptor.npy"), scan.sat)
-            np.save(os.path.join(self.run_dir, "grd_global_descriptor.npy"), scan.grd)
+        self.save_array("sat_global_descriptor.npy", scan.sat)
+        self.save_array("grd_global_descriptor.npy", scan.grd)
         top1_percent, top1, top5, hit = validate_top_blocked(scan.readable_grd, scan.readable_sat,
                                                              scan.readable.labels)
         record = {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
@@ -425,6 +425,16 @@ class Trainer:
             record.update(scan.skips)
             self.log(f"{self.stage.name} epoch {epoch} validation: unreadable images left out {scan.skips}")
         return record
+
+    def save_array(self, name, array):
+        """<run_dir>/<name> from the chief alone (every worker computed the same array), written whole
+        or not at all; returns its path."""
+        path = os.path.join(self.run_dir, name)
+        if self.dist.is_chief:
+            with open(path + ".tmp", "wb") as f:  # a killed write leaves a .tmp, which the next run removes
+                np.save(f, array)
+            os.replace(path + ".tmp", path)
+        return path
 
     def _append_metrics(self, record):
         if not self.dist.is_chief:
