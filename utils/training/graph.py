@@ -27,7 +27,7 @@ class TrainingGraph:
     train_op: tf.Operation
     scalar_summary: tf.Tensor
     image_summary: Optional[tf.Tensor]
-    saver: tf.train.Saver        # every variable: the stage's own checkpoints
+    saver: Optional[tf.train.Saver]  # every variable: the stage's own checkpoints
     restored_variables: list     # what init_from restores (the stage's restore rule)
     restore_saver: Optional[tf.train.Saver]
     init_op: tf.Operation
@@ -36,8 +36,10 @@ class TrainingGraph:
     replica_placeholders: dict = field(default_factory=dict)
 
 
-def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None):
+def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, savers=True):
     """learning_rate: a float, or a function of the global step that returns a scalar tensor.
+    savers=False leaves out the two Savers (saver and restore_saver are None): a third of the
+    build time, for tests that move weights by value.
 
     dist: a utils.training.distribute.Distribution; None (one device) builds exactly the
     original graph. Under a strategy every replica builds the network on its slice of the
@@ -65,8 +67,8 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None):
             graph=graph, global_step=global_step, inputs=inputs, net=net, losses=terms,
             auxiliary=auxiliary, learning_rate=rate, grads_and_vars=grads_and_vars, train_op=train_op,
             scalar_summary=tf.summary.merge(scalars), image_summary=tf.summary.merge(images) if images else None,
-            saver=tf.train.Saver(tf.global_variables(), max_to_keep=None), restored_variables=restored,
-            restore_saver=tf.train.Saver(restored) if restored else None,
+            saver=tf.train.Saver(tf.global_variables(), max_to_keep=None) if savers else None,
+            restored_variables=restored, restore_saver=tf.train.Saver(restored) if restored and savers else None,
             init_op=tf.global_variables_initializer(), non_finite_weights=non_finite,
             replica_placeholders=dist.placeholder_twins([replica[1].auxiliary for replica in replicas]))
 
