@@ -19,7 +19,7 @@ demo's pinned numerics: on one device; on one device with every trainable weight
 initial weights moved by 1 ulp (np.nextafter); on one device with 1 intra-op thread instead of
 2 (which splits contractions and reductions differently); mirrored on 2 logical CPU devices.
 For each stage's last checkpoint it prints the relative difference ||w - w_single|| / ||w_single||
-of every trained variable (network weights, not Adam's slots), max and median over the
+of every network variable of the checkpoint (not Adam's slots), max and median over the
 variables, and the relative difference of the last epoch's loss: a variant's drift next to
 what a 1-ulp change of the computation causes on one device anyway.
 """
@@ -165,26 +165,34 @@ def trained_weights(run_dir):
     _, path = ckpt.last_epoch_checkpoint(run_dir)
     prefix = ckpt.checkpoint_prefix(path)
     return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)
-            if not name.startswith("train/") and name != "Variable"}
+            if not (name.startswith("train/") or name.endswith(("/Adam", "/Adam_1")) or name == "Variable")}
+
+
+def last_record(out, variant, stage, experiment):
+    path = os.path.join(out, variant, experiment, stage, "metrics.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)[-1]
 
 
 def drift_table(out, experiment="demo"):
-    """Rows (stage, variant, max, median relative weight difference, loss difference) against `single`."""
+    """Rows (stage, variant, max and median relative weight difference, loss difference, top-1 of
+    single and of the variant) against `single`, for the stages a variant has finished."""
     import numpy as np
     rows = []
     for stage in DRIFT_STAGES:
         reference = trained_weights(os.path.join(out, "single", experiment, stage))
-        with open(os.path.join(out, "single", experiment, stage, "metrics.json")) as f:
-            loss = json.load(f)[-1]["loss"]
+        last = last_record(out, "single", stage, experiment)
         for variant in DRIFT_VARIANTS:
-            if variant == "single":
-                continue
+            other = last_record(out, variant, stage, experiment)
+            if variant == "single" or other is None or other["epoch"] != last["epoch"]:
+                continue  # not trained (this far) yet
             weights = trained_weights(os.path.join(out, variant, experiment, stage))
             rel = [float(np.linalg.norm(np.asarray(weights[k], np.float64) - reference[k])
                          / max(np.linalg.norm(np.asarray(reference[k], np.float64)), 1e-30)) for k in reference]
-            with open(os.path.join(out, variant, experiment, stage, "metrics.json")) as f:
-                other = json.load(f)[-1]["loss"]
-            rows.append((stage, variant, max(rel), float(np.median(rel)), abs(other - loss) / abs(loss)))
+            rows.append((stage, variant, max(rel), float(np.median(rel)),
+                         abs(other["loss"] - last["loss"]) / abs(last["loss"]), last.get("top1"), other.get("top1")))
     return rows
 
 
@@ -192,10 +200,12 @@ def drift(args):
     for variant in filter(None, args.variants.split(",")):
         subprocess.run([sys.executable, __file__, "drift-run", "--variant", variant, "--out", args.out] +
                        [f"--set={o}" for o in args.overrides], check=True)
-    print("| stage | vs single device | max rel. weight diff | median rel. weight diff | last epoch loss rel. diff |")
-    print("|---|---|---|---|---|")
-    for stage, variant, worst, median, loss in drift_table(args.out):
-        print(f"| {stage} | {variant} | {worst:.2e} | {median:.2e} | {loss:.1e} |")
+    print("| stage | vs single device | max rel. weight diff | median rel. weight diff | last epoch loss rel. diff "
+          "| top-1 single -> variant |")
+    print("|---|---|---|---|---|---|")
+    percent = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    for stage, variant, worst, median, loss, top1, other_top1 in drift_table(args.out):
+        print(f"| {stage} | {variant} | {worst:.2f} | {median:.1e} | {loss:.1e} | {percent(top1)} -> {percent(other_top1)} |")
 
 
 def main(argv=None):
