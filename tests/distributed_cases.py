@@ -122,7 +122,8 @@ def _train(config_path):
               "E_2_2": train_second_E_2_2.E_2_2, "E_3": train_third_E_3.E_3}
 
     def main(argv):
-        for one in job.get("runs") or [{}]:  # one after another in this process
+        alone = {"resume": job.get("resume", False), "stop_after_steps": job.get("stop_after_steps")}
+        for one in job.get("runs") or [alone]:  # one after another in this process
             cfg = load_config(job["config"], job["overrides"] + one.get("overrides", []))
             try:
                 for name in job["stages"]:
