@@ -6,6 +6,10 @@ w = softmax(similarity / temperature), lets overlapping tiles of a dense databas
 same spot. The fused position is its mode, found by the fixed-point iteration
 x <- (sum_i r_i(x) S_i^-1)^-1 sum_i r_i(x) S_i^-1 mu_i (r: responsibilities) started from every
 mean; the same iteration over a product of shifted mixtures localizes several panoramas jointly.
+
+A mixture may carry a flat floor (a density per square metre, the same everywhere): an outlier
+term for "none of my tiles is right". It adds to the density but not to the iteration's
+precision, so a factor with no component near x neither pulls x nor vetoes it.
 """
 from dataclasses import dataclass
 
@@ -19,7 +23,8 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 class Mixture:
     means: np.ndarray      # (K, 2) metres
     covs: np.ndarray       # (K, 2, 2)
-    weights: np.ndarray    # (K,) summing to 1
+    weights: np.ndarray    # (K,) summing to 1, or to 1 - the floor's share
+    floor: float = 0.0     # flat outlier density added everywhere (per square metre)
 
 
 @dataclass
@@ -53,27 +58,36 @@ def _log_terms(mix, x):
         return np.log(mix.weights) - 0.5 * (_mahalanobis_sq(mix, x) + logdet) - LOG_2PI
 
 
+def _all_log_terms(mix, x):
+    """The components' log terms, then the floor's (log 0 = -inf without one)."""
+    with np.errstate(divide="ignore"):
+        return np.append(_log_terms(mix, x), np.log(mix.floor))
+
+
 def log_density(mix, x):
-    terms = _log_terms(mix, x)
+    terms = _all_log_terms(mix, x)
     top = terms.max()
     return float(top + np.log(np.exp(terms - top).sum()))
 
 
 def responsibilities(mix, x):
-    terms = _log_terms(mix, x)
+    """Each component's share of the density at x (the floor takes the rest)."""
+    terms = _all_log_terms(mix, x)
     r = np.exp(terms - terms.max())
-    return r / r.sum()
+    return r[:-1] / r.sum()
 
 
 def _climb(mixtures, shifts, start, iterations=200, tolerance=1e-7):
     x = np.asarray(start, np.float64)
+    precisions = [np.linalg.inv(mix.covs) for mix in mixtures]
     for _ in range(iterations):
         precision_sum, target = np.zeros((2, 2)), np.zeros(2)
-        for mix, shift in zip(mixtures, shifts):
+        for mix, shift, precision in zip(mixtures, shifts, precisions):
             r = responsibilities(mix, x + shift)
-            precisions = np.linalg.inv(mix.covs)
-            precision_sum += np.einsum("k,kij->ij", r, precisions)
-            target += np.einsum("k,kij,kj->i", r, precisions, mix.means - shift)
+            precision_sum += np.einsum("k,kij->ij", r, precision)
+            target += np.einsum("k,kij,kj->i", r, precision, mix.means - shift)
+        if np.linalg.det(precision_sum) <= 1e-300:      # every factor in its floor: nothing pulls
+            return x
         new = np.linalg.solve(precision_sum, target)
         if np.linalg.norm(new - x) < tolerance:
             return new
@@ -81,16 +95,33 @@ def _climb(mixtures, shifts, start, iterations=200, tolerance=1e-7):
     return x
 
 
-def find_mode(mixtures, shifts=None):
-    """argmax_x prod_j p_j(x + shift_j): the highest of the modes reached from every (shifted) mean."""
+def product_mean(means, covs):
+    """Mean of the product of Gaussians N(means[i], covs[i])."""
+    precisions = np.linalg.inv(np.asarray(covs, np.float64))
+    return np.linalg.solve(precisions.sum(axis=0), np.einsum("kij,kj->i", precisions, np.asarray(means, np.float64)))
+
+
+def _starts(mixtures, shifts, pairs):
+    """Every (shifted) component mean; with pairs, also the product of every two components of
+    different factors (where the product of all factors has its modes when two agree)."""
+    comps = [(j, mean - shift, cov) for j, (mix, shift) in enumerate(zip(mixtures, shifts))
+             for mean, cov in zip(mix.means, mix.covs)]
+    starts = [mean for _, mean, _ in comps]
+    if pairs:
+        starts += [product_mean([a[1], b[1]], [a[2], b[2]])
+                   for n, a in enumerate(comps) for b in comps[n + 1:] if a[0] != b[0]]
+    return starts
+
+
+def find_mode(mixtures, shifts=None, pairs=False):
+    """argmax_x prod_j p_j(x + shift_j): the highest of the modes reached from every start."""
     shifts = np.zeros((len(mixtures), 2)) if shifts is None else np.asarray(shifts, np.float64)
     best, best_score = None, -np.inf
-    for mix, shift in zip(mixtures, shifts):
-        for mean in mix.means:
-            x = _climb(mixtures, shifts, mean - shift)
-            score = sum(log_density(m, x + s) for m, s in zip(mixtures, shifts))
-            if score > best_score:
-                best, best_score = x, score
+    for start in _starts(mixtures, shifts, pairs):
+        x = _climb(mixtures, shifts, start)
+        score = sum(log_density(m, x + s) for m, s in zip(mixtures, shifts))
+        if score > best_score:
+            best, best_score = x, score
     return best
 
 
@@ -98,6 +129,7 @@ def local_covariance(mix, x):
     """Moment-matched covariance of the components, weighted by their responsibility at x: the
     panorama's local Gaussian there (the spread of agreeing votes widens it)."""
     r = responsibilities(mix, x)
+    r = r / max(r.sum(), 1e-300)
     spread = mix.means - r @ mix.means
     return np.einsum("k,kij->ij", r, mix.covs) + np.einsum("k,ki,kj->ij", r, spread, spread)
 

@@ -9,7 +9,9 @@ import numpy as np
 from utils.config import ConfigError
 from utils.localization import fusion
 from utils.localization.joint import localize_jointly
-from utils.localization.rerank import reference_graph, spatial_rerank
+from utils.localization.rerank import expanded_query, reference_graph, spatial_rerank
+
+RERANKS = ("none", "spatial", "expansion")
 
 
 @dataclass
@@ -22,14 +24,16 @@ class Settings:                    # the `localize:` section of the config (conf
     rerank: str
     rerank_candidates: int
     rerank_weight: float
+    expansion_tiles: int
+    expansion_alpha: float
     size_tolerance: float
 
     @classmethod
     def from_config(cls, cfg):
         types = cls.__annotations__
         settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()})
-        if settings.rerank not in ("none", "spatial"):
-            raise ConfigError(f"localize.rerank is '{settings.rerank}': use none or spatial")
+        if settings.rerank not in RERANKS:
+            raise ConfigError(f"localize.rerank is '{settings.rerank}': use one of {', '.join(RERANKS)}")
         if settings.top_k < 1 or settings.temperature <= 0:
             raise ConfigError("localize.top_k must be >= 1 and localize.temperature > 0")
         return settings
@@ -66,6 +70,10 @@ class Localizer:
     def retrieve(self, descriptor):
         """(tile ids, similarities) of the top-k tiles for one panorama descriptor."""
         s = self.settings
+        if s.rerank == "expansion":
+            _, ids = self.index.search(expanded_query(descriptor, self.index, s.expansion_tiles, s.expansion_alpha)[None],
+                                       s.top_k)
+            return ids[0], self.index.similarity(descriptor[None], ids[0])[0].astype(np.float64)
         wanted = s.rerank_candidates if self.neighbours is not None else s.top_k
         similarities, ids = self.index.search(descriptor[None], max(wanted, s.top_k))
         ids, similarities = ids[0], similarities[0]

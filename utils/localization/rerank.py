@@ -1,9 +1,13 @@
-"""Re-ranking retrieved tiles by spatial consistency on the reference graph.
+"""Re-ranking retrieved tiles: by spatial consistency on the reference graph, or by query expansion.
 
-The graph links tiles whose footprints overlap or touch (centres at most one tile width apart
+Spatial consistency: the graph links tiles whose footprints overlap or touch (centres at most one tile width apart
 along each axis). A tile whose neighbours also look like the panorama is more likely right than
 an isolated look-alike: its score becomes similarity + weight * (mean of its neighbours' best
 `support` similarities to the panorama).
+
+Query expansion (alpha-weighted average query expansion): the panorama's descriptor plus its
+top-n tiles' descriptors, each weighted by its similarity to the power alpha (alpha = 0: the plain
+average), renormalised, is searched again. Tiles that look like the panorama's best matches rise.
 """
 import numpy as np
 
@@ -31,3 +35,11 @@ def spatial_rerank(candidates, similarities, neighbours, similarity_to, weight, 
             scores[n] += weight * float(best.mean())
     order = np.argsort(-scores, kind="stable")
     return candidates[order], scores[order]
+
+
+def expanded_query(descriptor, index, tiles, alpha):
+    """Unit descriptor: descriptor + sum over its top `tiles` of max(similarity, 0)^alpha x tile descriptor."""
+    similarities, ids = index.search(descriptor[None], tiles)
+    weights = np.maximum(similarities[0], 0.0) ** float(alpha)
+    query = np.asarray(descriptor, np.float64) + weights @ index.descriptors[ids[0]].astype(np.float64)
+    return (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
