@@ -97,15 +97,18 @@ def command_query(args):
     from utils.localization.figures import write_figures
     from utils.localization.geojson import write_geojson
     from utils.localization.index import load_index
-    from utils.localization.query import Localizer, joint_results
+    from utils.localization.query import Localizer
     model, db, settings = open_model(args)
+    joint = None
     try:
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
-        index = load_index(db, model.checkpoint)
-        results = Localizer(model, db, index, settings).localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
+        localizer = Localizer(model, db, load_index(db, model.checkpoint), settings)
+        if offsets is None:
+            results = localizer.localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
+        else:
+            results, joint = localizer.localize_sequence(args.panoramas, offsets, keep_heatmaps=bool(args.figures))
     finally:
         model.close()
-    joint = joint_results(results, offsets) if offsets is not None else None
     write_geojson(args.out, db, results, joint)
     if args.figures:
         write_figures(args.figures, db, joint or results)

@@ -11,7 +11,7 @@ A mixture may carry a flat floor (a density per square metre, the same everywher
 term for "none of my tiles is right". It adds to the density but not to the iteration's
 precision, so a factor with no component near x neither pulls x nor vetoes it.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,13 @@ class Mixture:
     covs: np.ndarray       # (K, 2, 2)
     weights: np.ndarray    # (K,) summing to 1, or to 1 - the floor's share
     floor: float = 0.0     # flat outlier density added everywhere (per square metre)
+    precisions: np.ndarray = field(init=False, repr=False)
+    log_norms: np.ndarray = field(init=False, repr=False)   # log w_i - log det(2 pi S_i) / 2
+
+    def __post_init__(self):
+        self.precisions = np.linalg.inv(self.covs)
+        with np.errstate(divide="ignore"):
+            self.log_norms = np.log(self.weights) - 0.5 * np.linalg.slogdet(self.covs)[1] - LOG_2PI
 
 
 @dataclass
@@ -47,51 +54,50 @@ def build_mixture(means, covs, similarities, temperature, sigma_scale=1.0, min_s
 
 
 def _mahalanobis_sq(mix, x):
-    diff = np.asarray(x, np.float64) - mix.means
-    return np.einsum("ki,kij,kj->k", diff, np.linalg.inv(mix.covs), diff)
-
-
-def _log_terms(mix, x):
-    """log w_i + log N(x; mu_i, S_i), (K,)."""
-    _, logdet = np.linalg.slogdet(mix.covs)
-    with np.errstate(divide="ignore"):
-        return np.log(mix.weights) - 0.5 * (_mahalanobis_sq(mix, x) + logdet) - LOG_2PI
+    """(..., K) squared Mahalanobis distances of points x (..., 2) to every component."""
+    diff = np.asarray(x, np.float64)[..., None, :] - mix.means
+    return np.einsum("...ki,kij,...kj->...k", diff, mix.precisions, diff)
 
 
 def _all_log_terms(mix, x):
-    """The components' log terms, then the floor's (log 0 = -inf without one)."""
+    """(..., K + 1): log w_i + log N(x; mu_i, S_i) for each component, then the floor's log (-inf without)."""
+    terms = mix.log_norms - 0.5 * _mahalanobis_sq(mix, x)
     with np.errstate(divide="ignore"):
-        return np.append(_log_terms(mix, x), np.log(mix.floor))
+        floor = np.full(terms.shape[:-1] + (1,), np.log(mix.floor))
+    return np.concatenate([terms, floor], axis=-1)
 
 
 def log_density(mix, x):
+    """log p(x) at points x (..., 2)."""
     terms = _all_log_terms(mix, x)
-    top = terms.max()
-    return float(top + np.log(np.exp(terms - top).sum()))
+    top = terms.max(axis=-1, keepdims=True)
+    value = top[..., 0] + np.log(np.exp(terms - top).sum(axis=-1))
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def responsibilities(mix, x):
-    """Each component's share of the density at x (the floor takes the rest)."""
+    """(..., K): each component's share of the density at x (..., 2) (the floor takes the rest)."""
     terms = _all_log_terms(mix, x)
-    r = np.exp(terms - terms.max())
-    return r[:-1] / r.sum()
+    r = np.exp(terms - terms.max(axis=-1, keepdims=True))
+    return r[..., :-1] / r.sum(axis=-1, keepdims=True)
 
 
-def _climb(mixtures, shifts, start, iterations=200, tolerance=1e-7):
-    x = np.asarray(start, np.float64)
-    precisions = [np.linalg.inv(mix.covs) for mix in mixtures]
+def _climb(mixtures, shifts, starts, iterations=200, tolerance=1e-7):
+    """Fixed-point iteration from every start at once, (S, 2) -> (S, 2)."""
+    x = np.array(starts, np.float64)
     for _ in range(iterations):
-        precision_sum, target = np.zeros((2, 2)), np.zeros(2)
-        for mix, shift, precision in zip(mixtures, shifts, precisions):
+        precision_sum, target = np.zeros((len(x), 2, 2)), np.zeros((len(x), 2))
+        for mix, shift in zip(mixtures, shifts):
             r = responsibilities(mix, x + shift)
-            precision_sum += np.einsum("k,kij->ij", r, precision)
-            target += np.einsum("k,kij,kj->i", r, precision, mix.means - shift)
-        if np.linalg.det(precision_sum) <= 1e-300:      # every factor in its floor: nothing pulls
-            return x
-        new = np.linalg.solve(precision_sum, target)
-        if np.linalg.norm(new - x) < tolerance:
-            return new
+            precision_sum += np.einsum("sk,kij->sij", r, mix.precisions)
+            target += np.einsum("sk,kij,kj->si", r, mix.precisions, mix.means - shift)
+        pulled = np.linalg.det(precision_sum) > 1e-300     # else every factor is in its floor: stay
+        new = x.copy()
+        new[pulled] = np.linalg.solve(precision_sum[pulled], target[pulled][..., None])[..., 0]
+        moved = np.linalg.norm(new - x, axis=1)
         x = new
+        if moved.max() < tolerance:
+            break
     return x
 
 
@@ -110,19 +116,15 @@ def _starts(mixtures, shifts, pairs):
     if pairs:
         starts += [product_mean([a[1], b[1]], [a[2], b[2]])
                    for n, a in enumerate(comps) for b in comps[n + 1:] if a[0] != b[0]]
-    return starts
+    return np.array(starts)
 
 
 def find_mode(mixtures, shifts=None, pairs=False):
     """argmax_x prod_j p_j(x + shift_j): the highest of the modes reached from every start."""
     shifts = np.zeros((len(mixtures), 2)) if shifts is None else np.asarray(shifts, np.float64)
-    best, best_score = None, -np.inf
-    for start in _starts(mixtures, shifts, pairs):
-        x = _climb(mixtures, shifts, start)
-        score = sum(log_density(m, x + s) for m, s in zip(mixtures, shifts))
-        if score > best_score:
-            best, best_score = x, score
-    return best
+    modes = _climb(mixtures, shifts, _starts(mixtures, shifts, pairs))
+    scores = sum(log_density(m, modes + s) for m, s in zip(mixtures, shifts))
+    return modes[int(np.argmax(scores))]
 
 
 def local_covariance(mix, x):
