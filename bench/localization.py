@@ -45,7 +45,7 @@ from utils.training.stage import stage_dir  # noqa: E402
 THRESHOLDS = (10.0, 25.0)
 LENGTH, SPACING_M = 4, 5.0
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
-MIN_SIGMAS_M = (0.0, 5.0, 10.0, 20.0, 40.0)
+MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
 CONSENSUS = (0.0, 0.5, 0.75)
 OUTLIER_SHARES = (0.0, 0.05, 0.2, 0.5)
 VARIANTS = (("dense (stride 320)", 320, "none"), ("sparse (stride 640)", 640, "none"),
@@ -136,7 +136,19 @@ def sequence_summary(groups):
             "joint_better": float(np.mean(flat["joint"] < flat["single"])),
             "joint_worse": float(np.mean(flat["joint"] > flat["single"])),
             "joint_better_than_top1": float(np.mean(flat["joint"] < flat["top1"])),
-            "joint_beats_each": float(np.mean([np.all(np.asarray(g["joint"]) < g["single"]) for g in groups]))}
+            "joint_beats_each": float(np.mean([np.all(np.asarray(g["joint"]) < g["single"]) for g in groups])),
+            "offset_spread_m": float(np.median([g["offset_spread_m"] for g in groups])),
+            "by_top1": {kind: by_top1(groups, kind) for kind in ("all", "some", "none")}}
+
+
+def by_top1(groups, kind):
+    """The sequences whose panoramas' top-1 tiles hold the truth for all / some / none of them."""
+    chosen = [g for g in groups if g["top1_right"] == kind]
+    if not chosen:
+        return {"sequences": 0}
+    single, joint = (np.concatenate([g[k] for g in chosen]) for k in ("single", "joint"))
+    return {"sequences": len(chosen), "single_median": float(np.median(single)),
+            "joint_median": float(np.median(joint)), "joint_better": float(np.mean(joint < single))}
 
 
 # ---------------------------------------------------------------- runs
@@ -161,10 +173,21 @@ def joint_errors(predicted, settings):
     for localizer, singles, prediction in predicted:
         singles = [localizer.refit(r, settings) for r in singles]
         joint = localizer.joint(prediction, singles, settings)
+        hits = [bool(localizer.db.contains(r.tiles[0].tile, truth_of(localizer.db, r.path))) for r in singles]
         groups.append({"top1": [error(localizer, r, "top1") for r in singles],
                        "single": [error(localizer, r) for r in singles],
-                       "joint": [error(localizer, r) for r in joint]})
+                       "joint": [error(localizer, r) for r in joint],
+                       "top1_right": "all" if all(hits) else "some" if any(hits) else "none",
+                       "offset_spread_m": offset_spread(localizer, prediction)})
     return groups
+
+
+def offset_spread(localizer, prediction):
+    """Largest spread (m) between the panoramas' predicted positions in one shared tile: 0 when
+    the network's offset ignores the panorama, about the panoramas' own spread when it tracks it."""
+    spreads = [np.ptp([localizer.db.delta_to_metric(t, d) for d in prediction.deltas[:, k]], axis=0).max()
+               for k, t in enumerate(prediction.tiles)]
+    return float(max(spreads))
 
 
 def tune(localizers, root, cities, settings):
@@ -244,7 +267,17 @@ def joint_table(j):
     lines += ["", f"joint closer than the fused single estimate for {pct(j['joint_better'])} % of the panoramas "
               f"(farther for {pct(j['joint_worse'])} %), closer than the top-1 tile alone for "
               f"{pct(j['joint_better_than_top1'])} %; closer for every panorama of the sequence in "
-              f"{pct(j['joint_beats_each'])} % of the sequences"]
+              f"{pct(j['joint_beats_each'])} % of the sequences", "",
+              "| test sequences whose top-1 tiles hold the truth for | sequences | single median m | joint median m | "
+              "joint closer % |", "|---|---|---|---|---|"]
+    for kind, label in (("all", "all panoramas"), ("some", "some panoramas"), ("none", "no panorama")):
+        k = j["by_top1"][kind]
+        if k["sequences"]:
+            lines.append(f"| {label} | {k['sequences']} | {k['single_median']:.1f} | {k['joint_median']:.1f} | "
+                         f"{pct(k['joint_better'])} |")
+    lines += ["", f"median over sequences of the largest spread between the panoramas' predicted positions in one "
+              f"shared tile: {j['offset_spread_m']:.2f} m (the panoramas themselves span "
+              f"{SPACING_M * (LENGTH - 1):g} m; 0 means the offset head ignores the panorama)"]
     return lines
 
 
@@ -292,8 +325,8 @@ def main(argv=None):
     results, settings = measure(cfg, checkpoint, args.sequences)
     print(f"{results['test_panoramas']} test panoramas of {len(results['cities'])} cities; checkpoint {checkpoint}; "
           f"top_k {settings.top_k}; {time.time() - started:.0f} s\n")
-    print("\n".join(tuning_table(results["tuning"], settings) + [""] + test_table(results["databases"]) + [""]
-                    + joint_table(results["joint"])))
+    print("\n".join(tuning_table(results["tuning"], settings) + ["", ""] + test_table(results["databases"])
+                    + ["", ""] + joint_table(results["joint"])))
 
 
 if __name__ == "__main__":
