@@ -56,30 +56,28 @@ def street_walks(city, centres, count, length, spacing_m, rng):
     return walks
 
 
-def synthetic_cities(root):
-    """(parameters, [(index, name, city map, tile centres in map pixels)]) of the dataset at root."""
+def city_folders(root, folder, seed, stream):
+    """Per city of the synthetic dataset at root: (parameters, name, city map, tile centres in map
+    pixels, a random generator for (seed, city, stream), the output folder <city>/<folder>)."""
     manifest = read_manifest(root)
     if manifest is None:
         raise DataError(f"{root} is not a synthetic dataset (no manifest): generate it with "
                         f"python -m utils.data.synthetic_vigor --out {root}")
     p = manifest["parameters"]
-    cities = []
     for index, name in enumerate(manifest["cities"]):
         city, _ = city_and_rng(name, index, p["seed"], p["tiles_per_side"], p["meters_per_pixel"], p["margin"],
                                p["detail"])
-        cities.append((index, name, city, tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"]))
-    return p, cities
+        out = os.path.join(root, name, folder)
+        os.makedirs(out, exist_ok=True)
+        yield (p, name, city, tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"],
+               np.random.default_rng([seed, index, stream]), out)
 
 
 def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=False, folder=SEQUENCE_DIR):
     """Write the sequences of every city of the synthetic dataset at root into <city>/<folder>;
     returns the CSV paths."""
-    p, cities = synthetic_cities(root)
     written = []
-    for index, name, city, centres in cities:
-        rng = np.random.default_rng([seed, index, 1])
-        out = os.path.join(root, name, folder)
-        os.makedirs(out, exist_ok=True)
+    for p, name, city, centres, rng, out in city_folders(root, folder, seed, 1):
         rows = []
         for n, walk in enumerate(street_walks(city, centres, per_city, length, spacing_m, rng)):
             for row, col in walk:
@@ -102,12 +100,8 @@ def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=
 def write_validation_panoramas(root, per_tile=1.0, seed=VALIDATION_SEED):
     """Fresh panoramas drawn as the test split's, into <city>/validation/ (VIGOR's names: the true
     GPS is in the name); returns the paths of all of them."""
-    p, cities = synthetic_cities(root)
     written = []
-    for index, name, city, centres in cities:
-        rng = np.random.default_rng([seed, index, 2])
-        out = os.path.join(root, name, VALIDATION_DIR)
-        os.makedirs(out, exist_ok=True)
+    for p, name, city, centres, rng, out in city_folders(root, VALIDATION_DIR, seed, 2):
         detail = p["detail"]
         for row, col in sample_points(city, centres, per_tile, rng, QUARTER_LIMIT / detail, 1.0 / detail):
             lat, lng = city.pixel_to_gps(row, col)
