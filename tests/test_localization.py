@@ -20,7 +20,8 @@ from utils.localization.database import build_database, check_matches_training, 
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly, with_floor
 from utils.localization.predict import read_panorama, require_finite
-from utils.localization.rerank import expanded_query, reference_graph, spatial_rerank
+from utils.localization.rerank import (consensus_scores, consensus_tiles, expanded_query, reference_graph,
+                                       spatial_rerank)
 from utils.training.checkpoints import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,6 +254,20 @@ def test_query_expansion_lifts_the_tile_whose_look_alikes_agree():
     assert np.allclose(expanded, by_hand / np.linalg.norm(by_hand), atol=1e-6)
     assert index.search(expanded[None], 3)[1][0].tolist() == [0, 1, 2]
 
+
+
+def test_consensus_shares_the_tiles_the_panoramas_agree_on():
+    # three panoramas, six tiles: tile 4 is everyone's second choice, each first choice is private
+    similarity = np.array([[0.9, 0.1, 0.1, 0.2, 0.8, 0.0],
+                           [0.1, 0.9, 0.1, 0.2, 0.8, 0.0],
+                           [0.1, 0.1, 0.9, 0.2, 0.8, 0.0]])
+    candidates = [np.argsort(-row)[:2] for row in similarity]
+    tiles, own = consensus_tiles(lambda ids: similarity[:, ids], candidates, top_k=2)
+    assert tiles.tolist()[0] == 4 and len(tiles) == 2 and np.allclose(own, similarity[:, tiles])
+    scores = consensus_scores(similarity[:, [4, 0]], 0.5)
+    assert np.allclose(scores[0], [0.8, 0.5 * 0.9 + 0.5 * 0.1])      # the others' mean for tile 0 is 0.1
+    assert np.allclose(scores[1], [0.8, 0.5 * 0.1 + 0.5 * 0.5])
+    assert np.allclose(consensus_scores(similarity[:1], 0.5), similarity[:1])   # one panorama: its own
 
 # ---------------------------------------------------------------- bad input
 def test_raster_without_crs_is_a_clear_error(tmp_path):
