@@ -77,7 +77,7 @@ def ensure_heldout(root, cities, per_city):
         write_sequences(root, per_city=per_city, length=LENGTH, spacing_m=SPACING_M, seed=VALIDATION_SEED,
                         folder=VALIDATION_SEQUENCE_DIR)
     if not all(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg")) for c in cities):
-        write_validation_panoramas(root, per_tile=1.0)
+        write_validation_panoramas(root, per_tile=2.0)
 
 
 def read_sequences(root, city, folder):
