@@ -14,6 +14,10 @@ evaluate.py run this part (it reads no image) when they load the splits.
 Images (--images): every tile and panorama the splits use is checked, on worker threads: missing,
 empty, truncated (a JPEG without its end marker, a PNG without IEND) and undecodable files.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import argparse
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -178,4 +182,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.cli import run
-    sys.exit(run(main))
+    sys.exit(run(main, tensorflow=False, interrupted="interrupted: the check did not finish"))
