@@ -20,10 +20,8 @@ if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 13
 
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-from tqdm import tqdm
+from tqdm.contrib.concurrent import thread_map
 
 from utils.data.dataset import image_problem
 from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP, delta_to_gps, gps2distance, gps_to_delta
@@ -131,9 +129,8 @@ def warn_on_labels(cfg, train, test):
 def image_problems(paths, workers=4, progress=True):
     """[(path, problem)] of the unreadable images among `paths`, checked on `workers` threads."""
     paths = list(dict.fromkeys(str(p) for p in paths))
-    with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="check") as pool:
-        found = list(tqdm(pool.map(image_problem, paths), total=len(paths), desc="images", unit="image",
-                          disable=not progress, dynamic_ncols=True))
+    found = thread_map(image_problem, paths, max_workers=max(1, int(workers)), desc="images", unit="image",
+                       disable=not progress, dynamic_ncols=True)
     return [(path, problem) for path, problem in zip(paths, found) if problem]
 
 
