@@ -10,6 +10,7 @@ mean; the same iteration over a product of shifted mixtures localizes several pa
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp, softmax
 
 CHI2_2D_95 = 5.991464547107979      # Mahalanobis radius squared holding 95 % of a 2D Gaussian
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -30,9 +31,7 @@ class Estimate:
 
 
 def similarity_weights(similarities, temperature):
-    z = np.asarray(similarities, np.float64) / float(temperature)
-    w = np.exp(z - z.max())
-    return w / w.sum()
+    return softmax(np.asarray(similarities, np.float64) / float(temperature))
 
 
 def build_mixture(means, covs, similarities, temperature, sigma_scale=1.0, min_sigma_m=0.0):
@@ -54,15 +53,11 @@ def _log_terms(mix, x):
 
 
 def log_density(mix, x):
-    terms = _log_terms(mix, x)
-    top = terms.max()
-    return float(top + np.log(np.exp(terms - top).sum()))
+    return float(logsumexp(_log_terms(mix, x)))
 
 
 def responsibilities(mix, x):
-    terms = _log_terms(mix, x)
-    r = np.exp(terms - terms.max())
-    return r / r.sum()
+    return softmax(_log_terms(mix, x))
 
 
 def _climb(mixtures, shifts, start, iterations=200, tolerance=1e-7):
