@@ -11,6 +11,10 @@ with the top-k tiles, each tile's offset and Gaussian, and the fused position wi
 sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
 positions (columns panorama, east_m, north_m: metres from any common point).
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import argparse
 import csv
 import os

@@ -14,6 +14,7 @@ precision, so a factor with no component near x neither pulls x nor vetoes it.
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import logsumexp, softmax
 
 CHI2_2D_95 = 5.991464547107979      # Mahalanobis radius squared holding 95 % of a 2D Gaussian
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -42,9 +43,7 @@ class Estimate:
 
 
 def similarity_weights(similarities, temperature):
-    z = np.asarray(similarities, np.float64) / float(temperature)
-    w = np.exp(z - z.max())
-    return w / w.sum()
+    return softmax(np.asarray(similarities, np.float64) / float(temperature))
 
 
 def build_mixture(means, covs, similarities, temperature, sigma_scale=1.0, min_sigma_m=0.0):
@@ -69,17 +68,13 @@ def _all_log_terms(mix, x):
 
 def log_density(mix, x):
     """log p(x) at points x (..., 2)."""
-    terms = _all_log_terms(mix, x)
-    top = terms.max(axis=-1, keepdims=True)
-    value = top[..., 0] + np.log(np.exp(terms - top).sum(axis=-1))
+    value = logsumexp(_all_log_terms(mix, x), axis=-1)
     return float(value) if np.ndim(value) == 0 else value
 
 
 def responsibilities(mix, x):
     """(..., K): each component's share of the density at x (..., 2) (the floor takes the rest)."""
-    terms = _all_log_terms(mix, x)
-    r = np.exp(terms - terms.max(axis=-1, keepdims=True))
-    return r[..., :-1] / r.sum(axis=-1, keepdims=True)
+    return softmax(_all_log_terms(mix, x), axis=-1)[..., :-1]
 
 
 def _climb(mixtures, shifts, starts, iterations=200, tolerance=1e-7):
