@@ -261,7 +261,7 @@ def joint_table(j):
     lines = [f"| {j['sequences']} test sequences x {LENGTH} panoramas, {SPACING_M:g} m apart (dense) | median m | "
              f"<=10 m % | <=25 m % |", "|---|---|---|---|"]
     for kind, label in (("top1", "single: top-1 tile alone"), ("single", "single: top-k fusion"),
-                        ("joint", "joint: robust product over shared tiles")):
+                        ("joint", "joint: product over shared tiles")):
         s = j[kind]
         lines.append(f"| {label} | {s['median']:.1f} | {pct(s['within_10'])} | {pct(s['within_25'])} |")
     lines += ["", f"joint closer than the fused single estimate for {pct(j['joint_better'])} % of the panoramas "
