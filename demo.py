@@ -7,6 +7,10 @@ Generates the synthetic city (VIGOR's formats) if missing, trains E_1a -> E_1b, 
 -> E_2_2 -> E_3, evaluates the last checkpoint of each stage on the test split, and prints
 retrieval and localization results next to the chance and tile-centre baselines.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 from utils.reproducible import pin_numerics
 
 PINNED = pin_numerics()   # before TensorFlow, numpy and OpenCV load: the same numbers on every x86-64 machine

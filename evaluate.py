@@ -11,6 +11,10 @@
 
 Writes results.json, results.md, per_query.npz, PNG figures, config.yaml and environment.json to --out.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import argparse
 import glob
 import os

@@ -11,6 +11,10 @@ with the top-k tiles, each tile's offset and Gaussian, and the fused position wi
 sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
 positions (columns panorama, east_m, north_m: metres from any common point).
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import argparse
 import csv
 import os
@@ -97,15 +101,18 @@ def command_query(args):
     from utils.localization.figures import write_figures
     from utils.localization.geojson import write_geojson
     from utils.localization.index import load_index
-    from utils.localization.query import Localizer, joint_results
+    from utils.localization.query import Localizer
     model, db, settings = open_model(args)
+    joint = None
     try:
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
-        index = load_index(db, model.checkpoint)
-        results = Localizer(model, db, index, settings).localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
+        localizer = Localizer(model, db, load_index(db, model.checkpoint), settings)
+        if offsets is None:
+            results = localizer.localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
+        else:
+            results, joint = localizer.localize_sequence(args.panoramas, offsets, keep_heatmaps=bool(args.figures))
     finally:
         model.close()
-    joint = joint_results(results, offsets) if offsets is not None else None
     write_geojson(args.out, db, results, joint)
     if args.figures:
         write_figures(args.figures, db, joint or results)

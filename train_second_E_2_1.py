@@ -5,6 +5,10 @@ decoders turn the bottleneck of [sat, grd] descriptors into a heatmap over the t
 is the distance between the heatmap's spatial mean and the true point, on the positive and on
 the semi-positive tile, plus the triplet loss. Constant learning rate, mining from epoch 2.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import sys
 
 from model import networks

@@ -5,6 +5,10 @@ step reset). Each head gives L = [[l0, 0], [l1, l2]], Sigma = L L^T around the h
 mean; the loss is the Gaussian negative log-likelihood of the true point (semi-positive x 1e-4,
 positive x 1e-3) plus the triplet loss. Learning rate 5e-6 decayed by 0.9 every 910 steps.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import sys
 
 import tensorflow.compat.v1 as tf

@@ -7,6 +7,10 @@ semi-positive by W = 1 + W_z * w(u), with w(u) = 1 / (1 + c exp(a (b - u))) and
 W_z = ratio * sim_pos / sim_semi - 1: an ambiguous semi-positive (large u) is pulled less
 towards its IOU ratio. Learning rate 1e-6 decayed by 0.9 per epoch, no mining.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import os
 import sys
 

@@ -1,4 +1,6 @@
-"""Blocked retrieval at VIGOR same-area test scale on random unit descriptors.
+"""The search `evaluate.py --checkpoint` runs once (utils.evaluation.retrieval.evaluation_search:
+top-1 and the ranks of four labels per query, blocks of the default 1 GB), at VIGOR same-area
+test scale on random float32 unit descriptors.
 
     nice python bench/eval_scale.py              # 52,605 queries x 90,618 references x 4096
     nice python bench/eval_scale.py --scale 0.1  # 10% of the queries and references
@@ -17,7 +19,7 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, rows_per_block, search  # noqa: E402
+from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, evaluation_search, rows_per_block  # noqa: E402
 
 FULL_QUERIES, FULL_REFERENCES, DIM = 52605, 90618, 4096
 GB = 1024 ** 3
@@ -50,9 +52,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of queries and references")
     parser.add_argument("--dim", type=int, default=DIM)
-    parser.add_argument("--budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET / GB,
-                        help="memory for one block of similarities")
-    parser.add_argument("--k", type=int, default=1)
     parser.add_argument("--reference-rows", type=int, default=2048,
                         help="queries in the timed slice of the plain product")
     args = parser.parse_args(argv)
@@ -64,10 +63,9 @@ def main(argv=None):
     sat = random_unit(rng, s, args.dim)
     grd = random_unit(rng, n, args.dim)
     labels = rng.integers(0, s, (n, 4))
-    budget = int(args.budget_gb * GB)
     print(f"{n} queries x {s} references x {args.dim}: descriptors {grd.nbytes / GB:.2f} + "
           f"{sat.nbytes / GB:.2f} GB (made in {time.perf_counter() - t0:.0f} s); "
-          f"blocks of {min(n, rows_per_block(s, 4, budget))} queries", flush=True)
+          f"blocks of {min(n, rows_per_block(s, 4, DEFAULT_MEMORY_BUDGET))} queries", flush=True)
 
     rows = min(n, args.reference_rows)
     plain = plain_product_seconds(grd, sat, rows) * n / rows
@@ -76,7 +74,7 @@ def main(argv=None):
     tracemalloc.start()
     start = time.perf_counter()
     timings = {}
-    result = search(grd, sat, labels, k=args.k, memory_budget=budget, timings=timings)
+    result = evaluation_search(grd, sat, labels, timings=timings)
     seconds = time.perf_counter() - start
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -1,16 +1,23 @@
-"""Localization on the synthetic test split: top-1 alone vs top-k fusion, dense vs sparse
-databases, spatial re-ranking, joint vs single. Prints the README's table.
+"""Localization on the synthetic city: settings chosen on held-out validation panoramas, then the
+test split: top-1 alone vs top-k fusion, dense vs sparse databases, re-ranking (spatial, query
+expansion), and joint vs single localization of sequences. Prints the README's tables (markdown).
 
     python bench/localization.py [--config configs/demo.yaml] [--checkpoint runs/demo/E_3/4] [--set key=value]
 
 For every test city: a dense (stride 320) and a sparse (stride 640) database cut from the city's
-GeoTIFF (`<city>/aerial_map.tif`), indexed with the checkpoint; every test panorama is localized
-against its city's databases; errors are metres in the database's metric frame against the GPS in
-the panorama's file name. Sequences of 4 panoramas 5 m apart along streets
-(utils/data/synthetic_sequences.py) compare joint with single localization.
+GeoTIFF (`<city>/aerial_map.tif`), indexed with the checkpoint; errors are metres in the
+database's metric frame against the GPS in the panorama's file name.
+
+Tuning never sees the test split: the fusion's temperature and min_sigma_m are chosen on fresh
+validation panoramas drawn and rendered as the test split's, from another random stream
+(`<city>/validation/`), and the joint settings on validation sequences (`validation_sequences/`,
+seed 1). The test's sequences (`sequences/`, seed 0) are 4 panoramas 5 m apart along a street.
+All are written by utils/data/synthetic_sequences.py into the dataset when missing.
 """
 import argparse
 import csv
+import glob
+import itertools
 import json
 import os
 import sys
@@ -23,20 +30,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.cli import run  # noqa: E402
 from utils.config import load_config, resolve_path  # noqa: E402
-from utils.data.dataset import parse_pano_name  # noqa: E402
+from utils.data.dataset import DataError, parse_pano_name  # noqa: E402
 from utils.data.splits import load_splits  # noqa: E402
 from utils.data.synthetic_raster import RASTER_NAME  # noqa: E402
-from utils.data.synthetic_sequences import SEQUENCE_CSV, SEQUENCE_DIR, write_sequences  # noqa: E402
+from utils.data.synthetic_sequences import (SEQUENCE_CSV, SEQUENCE_DIR, VALIDATION_DIR, VALIDATION_SEED,  # noqa: E402
+                                            VALIDATION_SEQUENCE_DIR, write_sequences, write_validation_panoramas)
 from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
-from utils.localization.query import Localizer, Settings, joint_results  # noqa: E402
+from utils.localization.query import Localizer, Settings  # noqa: E402
 from utils.training import checkpoints as ckpt  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
 THRESHOLDS = (10.0, 25.0)
+LENGTH, SPACING_M = 4, 5.0
+TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
+MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
+CONSENSUS = (0.0, 0.5, 0.75)
+OUTLIER_SHARES = (0.0, 0.05, 0.2, 0.5)
+VARIANTS = (("dense (stride 320)", 320, "none"), ("sparse (stride 640)", 640, "none"),
+            ("dense, spatial re-rank", 320, "spatial"), ("dense, query expansion", 320, "expansion"))
 
 
+# ---------------------------------------------------------------- data
 def database_for(root, city, stride, out, model):
     raster = os.path.join(root, city, RASTER_NAME)
     path = os.path.join(out, f"{city}_stride{stride}")
@@ -44,8 +60,34 @@ def database_for(root, city, stride, out, model):
             json.load(open(os.path.join(path, INFO_FILE)))["raster"] != os.path.abspath(raster):
         build_database(raster, path, tile_px=640, stride_px=stride, progress=False)
     db = load_database(path)
-    build_index(db, model, progress=False)
+    try:
+        load_index(db, model.checkpoint)
+    except DataError:                           # missing or from another checkpoint: (re)index
+        build_index(db, model, progress=False)
     return db
+
+
+def ensure_heldout(root, cities, per_city):
+    """Test sequences (seed 0), validation sequences and panoramas (seed 1), written when missing."""
+    def missing(folder, name):
+        return not all(os.path.exists(os.path.join(root, c, folder, name)) for c in cities)
+    if missing(SEQUENCE_DIR, SEQUENCE_CSV):
+        write_sequences(root, per_city=per_city, length=LENGTH, spacing_m=SPACING_M)
+    if missing(VALIDATION_SEQUENCE_DIR, SEQUENCE_CSV):
+        write_sequences(root, per_city=per_city, length=LENGTH, spacing_m=SPACING_M, seed=VALIDATION_SEED,
+                        folder=VALIDATION_SEQUENCE_DIR)
+    if not all(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg")) for c in cities):
+        write_validation_panoramas(root, per_tile=2.0)
+
+
+def read_sequences(root, city, folder):
+    """[(paths, offsets (P, 2))] of one city's sequences."""
+    sequences = {}
+    with open(os.path.join(root, city, folder, SEQUENCE_CSV)) as f:
+        for r in csv.DictReader(f):
+            sequences.setdefault(r["sequence"], []).append(r)
+    return [([os.path.join(root, city, folder, r["panorama"]) for r in rows],
+             np.array([(float(r["east_m"]), float(r["north_m"])) for r in rows])) for rows in sequences.values()]
 
 
 def truth_of(db, path):
@@ -53,77 +95,26 @@ def truth_of(db, path):
     return db.frame.lonlat_to_metric(lng, lat)
 
 
-def localize_split(localizers, paths_by_city):
-    """Per query: top-1 and fused errors, whether the top-1 / any top-k tile holds the truth."""
-    rows = []
-    for city, paths in paths_by_city.items():
-        localizer = localizers[city]
-        for result in localizer.localize_all(paths, progress=False):
-            truth = truth_of(localizer.db, result.path)
-            tiles = [t.tile for t in result.tiles]
-            rows.append({"top1": float(np.linalg.norm(result.top1.mean - truth)),
-                         "fused": float(np.linalg.norm(result.fused.mean - truth)),
-                         "top1_hit": bool(localizer.db.contains(tiles[0], truth)),
-                         "topk_hit": bool(any(localizer.db.contains(t, truth) for t in tiles))})
-    return rows
-
-
+# ---------------------------------------------------------------- measures
 def summary(errors):
     errors = np.asarray(errors)
     return {"median": float(np.median(errors)), **{f"within_{t:g}": float(np.mean(errors <= t)) for t in THRESHOLDS}}
 
 
-def joint_rows(localizers, root, cities):
+def error(localizer, result, estimate="fused"):
+    return float(np.linalg.norm(getattr(result, estimate).mean - truth_of(localizer.db, result.path)))
+
+
+def rows_of(localizer, results):
+    """Per panorama: top-1 and fused errors, whether the top-1 / any top-k tile holds the truth."""
     rows = []
-    for city in cities:
-        localizer = localizers[city]
-        folder = os.path.join(root, city, SEQUENCE_DIR)
-        sequences = {}
-        for r in csv.DictReader(open(os.path.join(folder, SEQUENCE_CSV))):
-            sequences.setdefault(r["sequence"], []).append(r)
-        for members in sequences.values():
-            paths = [os.path.join(folder, r["panorama"]) for r in members]
-            offsets = np.array([(float(r["east_m"]), float(r["north_m"])) for r in members])
-            singles = localizer.localize_all(paths, progress=False)
-            joint = joint_results(singles, offsets)
-            truths = [truth_of(localizer.db, p) for p in paths]
-            single_err = [float(np.linalg.norm(s.fused.mean - t)) for s, t in zip(singles, truths)]
-            joint_err = [float(np.linalg.norm(j.fused.mean - t)) for j, t in zip(joint, truths)]
-            rows.append({"single": single_err, "joint": joint_err})
+    for result in results:
+        truth = truth_of(localizer.db, result.path)
+        tiles = [t.tile for t in result.tiles]
+        rows.append({"top1": error(localizer, result, "top1"), "fused": error(localizer, result),
+                     "top1_hit": bool(localizer.db.contains(tiles[0], truth)),
+                     "topk_hit": bool(any(localizer.db.contains(t, truth) for t in tiles))})
     return rows
-
-
-def pct(x):
-    return f"{100 * x:.1f}"
-
-
-def table(results):
-    lines = ["| database | tiles | MB | retrieval: top-1 tile holds it % | top-k % | estimate | median m | <=10 m % | <=25 m % |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results["databases"].items():
-        for kind in ("top1", "fused"):
-            s = r[kind]
-            label = "top-1 tile alone" if kind == "top1" else "top-k fusion"
-            lines.append(f"| {name} | {r['tiles']} | {r['megabytes']:.1f} | {pct(r['top1_hit'])} | {pct(r['topk_hit'])} | "
-                         f"{label} | {s['median']:.1f} | {pct(s['within_10'])} | {pct(s['within_25'])} |")
-    lines.append("")
-    lines.append("| database | wrong top-1 (tile misses the truth) | fusion recovers (<=25 m) | fusion spoils a right top-1 (>25 m) |")
-    lines.append("|---|---|---|---|")
-    for name, r in results["databases"].items():
-        lines.append(f"| {name} | {r['wrong_top1']} | {r['recovered']} ({pct(r['recovered'] / max(r['wrong_top1'], 1))} %) | "
-                     f"{r['spoiled']} |")
-    j = results["joint"]
-    lines.append("")
-    lines.append(f"| {j['sequences']} sequences x {j['length']} panoramas, {j['spacing_m']:g} m apart (dense) | median m | "
-                 f"<=10 m % | <=25 m % |")
-    lines.append("|---|---|---|---|")
-    for kind in ("single", "joint"):
-        s = j[kind]
-        lines.append(f"| {kind} (top-k fusion{' of all panoramas' if kind == 'joint' else ''}) | {s['median']:.1f} | "
-                     f"{pct(s['within_10'])} | {pct(s['within_25'])} |")
-    lines.append(f"\njoint closer than single for {pct(j['joint_better'])} % of the panoramas; "
-                 f"joint closer for every panorama of the sequence in {pct(j['joint_beats_each'])} % of the sequences")
-    return "\n".join(lines)
 
 
 def database_summary(dbs, rows):
@@ -134,8 +125,189 @@ def database_summary(dbs, rows):
             "fused": summary([r["fused"] for r in rows]),
             "top1_hit": float(np.mean([r["top1_hit"] for r in rows])),
             "topk_hit": float(np.mean([r["topk_hit"] for r in rows])),
-            "wrong_top1": len(wrong), "recovered": sum(r["fused"] <= 25.0 for r in wrong),
-            "spoiled": sum(r["top1_hit"] and r["top1"] <= 25.0 < r["fused"] for r in rows)}
+            "wrong_top1": len(wrong), "recovered": int(sum(r["fused"] <= 25.0 for r in wrong)),
+            "spoiled": int(sum(r["top1_hit"] and r["top1"] <= 25.0 < r["fused"] for r in rows))}
+
+
+def sequence_summary(groups):
+    """groups: per sequence {"top1": [...], "single": [...], "joint": [...]} errors per panorama."""
+    flat = {kind: np.concatenate([g[kind] for g in groups]) for kind in ("top1", "single", "joint")}
+    return {"sequences": len(groups), **{kind: summary(flat[kind]) for kind in flat},
+            "joint_better": float(np.mean(flat["joint"] < flat["single"])),
+            "joint_worse": float(np.mean(flat["joint"] > flat["single"])),
+            "joint_better_than_top1": float(np.mean(flat["joint"] < flat["top1"])),
+            "joint_beats_each": float(np.mean([np.all(np.asarray(g["joint"]) < g["single"]) for g in groups])),
+            "offset_spread_m": float(np.median([g["offset_spread_m"] for g in groups])),
+            "by_top1": {kind: by_top1(groups, kind) for kind in ("all", "some", "none")}}
+
+
+def by_top1(groups, kind):
+    """The sequences whose panoramas' top-1 tiles hold the truth for all / some / none of them."""
+    chosen = [g for g in groups if g["top1_right"] == kind]
+    if not chosen:
+        return {"sequences": 0}
+    single, joint = (np.concatenate([g[k] for g in chosen]) for k in ("single", "joint"))
+    return {"sequences": len(chosen), "single_median": float(np.median(single)),
+            "joint_median": float(np.median(joint)), "joint_better": float(np.mean(joint < single))}
+
+
+# ---------------------------------------------------------------- runs
+def localizers_for(model, root, cities, stride, rerank, settings, out):
+    return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, rerank=rerank))
+            for c in cities for db in [database_for(root, c, stride, out, model)]}
+
+
+def predict_sequences(localizers, root, cities, folder):
+    """[(localizer, singles, prediction)] per sequence: the network runs once per sequence."""
+    out = []
+    for city in cities:
+        localizer = localizers[city]
+        for paths, offsets in read_sequences(root, city, folder):
+            singles = localizer.localize_all(paths, progress=False)
+            out.append((localizer, singles, localizer.predict_sequence(paths, offsets, progress=False)))
+    return out
+
+
+def joint_errors(predicted, settings):
+    groups = []
+    for localizer, singles, prediction in predicted:
+        singles = [localizer.refit(r, settings) for r in singles]
+        joint = localizer.joint(prediction, singles, settings)
+        hits = [bool(localizer.db.contains(r.tiles[0].tile, truth_of(localizer.db, r.path))) for r in singles]
+        groups.append({"top1": [error(localizer, r, "top1") for r in singles],
+                       "single": [error(localizer, r) for r in singles],
+                       "joint": [error(localizer, r) for r in joint],
+                       "top1_right": "all" if all(hits) else "some" if any(hits) else "none",
+                       "offset_spread_m": offset_spread(localizer, prediction)})
+    return groups
+
+
+def offset_spread(localizer, prediction):
+    """Largest spread (m) between the panoramas' predicted positions in one shared tile: 0 when
+    the network's offset ignores the panorama, about the panoramas' own spread when it tracks it."""
+    spreads = [np.ptp([localizer.db.delta_to_metric(t, d) for d in prediction.deltas[:, k]], axis=0).max()
+               for k, t in enumerate(prediction.tiles)]
+    return float(max(spreads))
+
+
+def tune(localizers, root, cities, settings):
+    """Fusion settings by the median fused error on validation panoramas, then joint settings by
+    the median joint error on validation sequences. Returns (settings, the tables' rows)."""
+    single = [(localizer, r) for c in cities for localizer in [localizers[c]]
+              for r in localizer.localize_all(sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))),
+                                              progress=False)]
+    fusion_rows = []
+    for temperature, min_sigma in itertools.product(TEMPERATURES, MIN_SIGMAS_M):
+        trial = replace(settings, temperature=temperature, min_sigma_m=min_sigma)
+        errors = [error(localizer, localizer.refit(r, trial)) for localizer, r in single]
+        fusion_rows.append({"temperature": temperature, "min_sigma_m": min_sigma, **summary(errors)})
+    best = min(fusion_rows, key=lambda r: (r["median"], -r["within_25"]))
+    settings = replace(settings, temperature=best["temperature"], min_sigma_m=best["min_sigma_m"])
+    predicted = predict_sequences(localizers, root, cities, VALIDATION_SEQUENCE_DIR)
+    joint_rows = []
+    for consensus, outlier in itertools.product(CONSENSUS, OUTLIER_SHARES):
+        trial = replace(settings, joint_consensus=consensus, joint_outlier_share=outlier)
+        joint_rows.append({"consensus": consensus, "outlier_share": outlier,
+                           **sequence_summary(joint_errors(predicted, trial))})
+    best = min(joint_rows, key=lambda r: (r["joint"]["median"], -r["joint_better"]))
+    settings = replace(settings, joint_consensus=best["consensus"], joint_outlier_share=best["outlier_share"])
+    return settings, {"validation_panoramas": len(single), "fusion": fusion_rows,
+                      "validation_sequences": len(predicted), "joint": joint_rows}
+
+
+# ---------------------------------------------------------------- tables
+def pct(x):
+    return f"{100 * x:.1f}"
+
+
+def tuning_table(tuning, settings):
+    lines = [f"Validation ({tuning['validation_panoramas']} panoramas, dense): median m of top-k fusion by "
+             f"temperature (rows) and min_sigma_m (columns); chosen: temperature {settings.temperature:g}, "
+             f"min_sigma_m {settings.min_sigma_m:g}", "",
+             "| temperature | " + " | ".join(f"{s:g} m" for s in MIN_SIGMAS_M) + " |",
+             "|---|" + "---|" * len(MIN_SIGMAS_M)]
+    for t in TEMPERATURES:
+        cells = [f"{r['median']:.1f}" for r in tuning["fusion"] if r["temperature"] == t]
+        lines.append(f"| {t:g} | " + " | ".join(cells) + " |")
+    lines += ["", f"Validation ({tuning['validation_sequences']} sequences): joint localization by consensus and "
+              f"outlier share; chosen: consensus {settings.joint_consensus:g}, outlier share "
+              f"{settings.joint_outlier_share:g}", "",
+              "| consensus | outlier share | joint median m | <=10 m % | <=25 m % | joint closer than fused single % |",
+              "|---|---|---|---|---|---|"]
+    for r in tuning["joint"]:
+        j = r["joint"]
+        lines.append(f"| {r['consensus']:g} | {r['outlier_share']:g} | {j['median']:.1f} | {pct(j['within_10'])} | "
+                     f"{pct(j['within_25'])} | {pct(r['joint_better'])} |")
+    return lines
+
+
+def test_table(databases):
+    lines = ["| database | tiles | MB | retrieval: top-1 tile holds it % | top-k % | estimate | median m | <=10 m % | <=25 m % |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in databases.items():
+        for kind, label in (("top1", "top-1 tile alone"), ("fused", "top-k fusion")):
+            s = r[kind]
+            lines.append(f"| {name} | {r['tiles']} | {r['megabytes']:.1f} | {pct(r['top1_hit'])} | {pct(r['topk_hit'])} | "
+                         f"{label} | {s['median']:.1f} | {pct(s['within_10'])} | {pct(s['within_25'])} |")
+    lines += ["", "| database | wrong top-1 (tile misses the truth) | fusion recovers (<=25 m) | fusion spoils a right top-1 (>25 m) |",
+              "|---|---|---|---|"]
+    for name, r in databases.items():
+        lines.append(f"| {name} | {r['wrong_top1']} | {r['recovered']} ({pct(r['recovered'] / max(r['wrong_top1'], 1))} %) | "
+                     f"{r['spoiled']} |")
+    return lines
+
+
+def joint_table(j):
+    lines = [f"| {j['sequences']} test sequences x {LENGTH} panoramas, {SPACING_M:g} m apart (dense) | median m | "
+             f"<=10 m % | <=25 m % |", "|---|---|---|---|"]
+    for kind, label in (("top1", "single: top-1 tile alone"), ("single", "single: top-k fusion"),
+                        ("joint", "joint: product over shared tiles")):
+        s = j[kind]
+        lines.append(f"| {label} | {s['median']:.1f} | {pct(s['within_10'])} | {pct(s['within_25'])} |")
+    lines += ["", f"joint closer than the fused single estimate for {pct(j['joint_better'])} % of the panoramas "
+              f"(farther for {pct(j['joint_worse'])} %), closer than the top-1 tile alone for "
+              f"{pct(j['joint_better_than_top1'])} %; closer for every panorama of the sequence in "
+              f"{pct(j['joint_beats_each'])} % of the sequences", "",
+              "| test sequences whose top-1 tiles hold the truth for | sequences | single median m | joint median m | "
+              "joint closer % |", "|---|---|---|---|---|"]
+    for kind, label in (("all", "all panoramas"), ("some", "some panoramas"), ("none", "no panorama")):
+        k = j["by_top1"][kind]
+        if k["sequences"]:
+            lines.append(f"| {label} | {k['sequences']} | {k['single_median']:.1f} | {k['joint_median']:.1f} | "
+                         f"{pct(k['joint_better'])} |")
+    lines += ["", f"median over sequences of the largest spread between the panoramas' predicted positions in one "
+              f"shared tile: {j['offset_spread_m']:.2f} m (the panoramas themselves span "
+              f"{SPACING_M * (LENGTH - 1):g} m; 0 means the offset head ignores the panorama)"]
+    return lines
+
+
+# ---------------------------------------------------------------- main
+def measure(cfg, checkpoint, per_city):
+    root = resolve_path(cfg.data.root)
+    _, test = load_splits(cfg)                  # (re)generates the synthetic city, with its GeoTIFFs
+    cities = sorted(set(test.grd_city))
+    ensure_heldout(root, cities, per_city)
+    out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization", "databases")
+    model = LocalizationModel(cfg, checkpoint)
+    results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities}
+    try:
+        dense = localizers_for(model, root, cities, 320, "none", Settings.from_config(cfg), out)
+        settings, results["tuning"] = tune(dense, root, cities, Settings.from_config(cfg))
+        results["settings"] = vars(settings)
+        results["databases"] = {}
+        for name, stride, rerank in VARIANTS:
+            localizers = localizers_for(model, root, cities, stride, rerank, settings, out)
+            rows = [row for c in cities for row in rows_of(localizers[c], localizers[c].localize_all(
+                [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c], progress=False))]
+            results["databases"][name] = database_summary([lo.db for lo in localizers.values()], rows)
+        dense = localizers_for(model, root, cities, 320, "none", settings, out)
+        results["joint"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
+                                                         settings))
+    finally:
+        model.close()
+    with open(os.path.join(os.path.dirname(out), "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results, settings
 
 
 def main(argv=None):
@@ -143,50 +315,18 @@ def main(argv=None):
     parser.add_argument("--config", default=resolve_path("configs/demo.yaml"))
     parser.add_argument("--checkpoint", help="default: the last epoch of the config's E_3 run")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--sequences", type=int, default=8, help="sequences per test city")
+    parser.add_argument("--sequences", type=int, default=8, help="sequences per city (test, and validation)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     started = time.time()
-    _, test = load_splits(cfg)                  # (re)generates the synthetic city, with its GeoTIFFs
-    root = resolve_path(cfg.data.root)
     checkpoint = args.checkpoint or ckpt.last_epoch_checkpoint(stage_dir(cfg, "E_3"))[1]
     if checkpoint is None:
         raise ckpt.CheckpointError(f"no E_3 checkpoint in {stage_dir(cfg, 'E_3')}: run python demo.py first")
-    out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization")
-    cities = sorted(set(test.grd_city))
-    paths_by_city = {c: [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c] for c in cities}
-    settings = Settings.from_config(cfg)
-    model = LocalizationModel(cfg, checkpoint)
-    results = {"checkpoint": model.checkpoint, "settings": vars(settings), "databases": {}}
-    try:
-        for stride, rerank in ((320, "none"), (640, "none"), (320, "spatial")):
-            name = f"{'dense' if stride == 320 else 'sparse'} (stride {stride})" + (", re-ranked" if rerank != "none" else "")
-            localizers = {}
-            for city in cities:
-                db = database_for(root, city, stride, os.path.join(out, "databases"), model)
-                localizers[city] = Localizer(model, db, load_index(db, model.checkpoint), replace(settings, rerank=rerank))
-            rows = localize_split(localizers, paths_by_city)
-            results["databases"][name] = database_summary([l.db for l in localizers.values()], rows)
-            if stride == 320 and rerank == "none":
-                dense = localizers
-        length, spacing = 4, 5.0
-        if not all(os.path.exists(os.path.join(root, c, SEQUENCE_DIR, SEQUENCE_CSV)) for c in cities):
-            write_sequences(root, per_city=args.sequences, length=length, spacing_m=spacing)
-        sequences = joint_rows(dense, root, cities)
-    finally:
-        model.close()
-    single = [e for s in sequences for e in s["single"]]
-    joint = [e for s in sequences for e in s["joint"]]
-    results["joint"] = {"sequences": len(sequences), "length": length, "spacing_m": spacing,
-                        "single": summary(single), "joint": summary(joint),
-                        "joint_better": float(np.mean(np.array(joint) < np.array(single))),
-                        "joint_beats_each": float(np.mean([all(np.array(s["joint"]) < s["single"]) for s in sequences]))}
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"{len(test.grd_paths)} test panoramas of {len(cities)} cities; checkpoint {checkpoint}; "
-          f"top_k {settings.top_k}, temperature {settings.temperature}; {time.time() - started:.0f} s\n")
-    print(table(results))
+    results, settings = measure(cfg, checkpoint, args.sequences)
+    print(f"{results['test_panoramas']} test panoramas of {len(results['cities'])} cities; checkpoint {checkpoint}; "
+          f"top_k {settings.top_k}; {time.time() - started:.0f} s\n")
+    print("\n".join(tuning_table(results["tuning"], settings) + ["", ""] + test_table(results["databases"])
+                    + ["", ""] + joint_table(results["joint"])))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ def build(args):
     ratio = tf.placeholder(tf.float32, [None])
     weights = tf.placeholder(tf.float32, [None])
     global_step = tf.Variable(0, trainable=False)
+    tf.set_random_seed(0)   # required under TF_DETERMINISTIC_OPS=1 (the pinned numerics)
     sat_g, semi_g, grd_g, _, _, heatmap, heatmap_semi, L, L_semi = SAFA_delta(
         sat_x, semi_x, grd_x, out_dim=args.out_dim, fc_dim=args.fc_dim,
         cholesky_hidden=args.cholesky_hidden, decoder_width=args.decoder_width,

@@ -17,9 +17,11 @@ from utils.data.dataset import DataError, parse_pano_name, parse_sat_name
 from utils.data.geo import utm_to_latlon
 from utils.localization import fusion
 from utils.localization.database import build_database, check_matches_training, load_database
-from utils.localization.joint import localize_jointly
+from utils.localization.index import TileIndex
+from utils.localization.joint import localize_jointly, with_floor
 from utils.localization.predict import read_panorama, require_finite
-from utils.localization.rerank import reference_graph, spatial_rerank
+from utils.localization.rerank import (consensus_scores, consensus_tiles, expanded_query, reference_graph,
+                                       spatial_rerank)
 from utils.training.checkpoints import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -186,6 +188,86 @@ def test_spatial_rerank_prefers_a_tile_whose_neighbours_agree():
     ids, scores = spatial_rerank(np.array([35, 14]), similarity[[35, 14]], neighbours, lambda t: similarity[t], 0.5)
     assert ids.tolist() == [14, 35] and scores[0] == pytest.approx(0.78 + 0.5 * 0.7)
 
+
+def gaussian_density(x, mean, cov):
+    d = np.asarray(x) - mean
+    return np.exp(-0.5 * d @ np.linalg.solve(cov, d)) / (2 * np.pi * np.sqrt(np.linalg.det(cov)))
+
+
+def test_a_floor_adds_a_flat_density_and_takes_its_share_of_the_responsibilities():
+    mix = fusion.Mixture(np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([np.eye(2) * 4.0, np.eye(2) * 9.0]),
+                         np.array([0.5, 0.5]))
+    robust = with_floor(mix, 0.2, 1000.0)
+    assert robust.floor == pytest.approx(0.2 / 1000.0) and np.allclose(robust.weights, [0.4, 0.4])
+    x = np.array([3.0, 1.0])
+    by_hand = 0.4 * gaussian_density(x, mix.means[0], mix.covs[0]) + 0.4 * gaussian_density(x, mix.means[1], mix.covs[1])
+    assert fusion.log_density(robust, x) == pytest.approx(np.log(by_hand + 0.2 / 1000.0), rel=1e-9)
+    r = fusion.responsibilities(robust, x)
+    assert r == pytest.approx([0.4 * gaussian_density(x, mix.means[0], mix.covs[0]) / (by_hand + 2e-4),
+                               0.4 * gaussian_density(x, mix.means[1], mix.covs[1]) / (by_hand + 2e-4)])
+    far = fusion.responsibilities(robust, np.array([500.0, 500.0]))
+    assert far.sum() < 1e-12                   # far from every component the floor explains it all
+
+
+def test_product_of_two_components_is_the_precision_weighted_mean():
+    means = np.array([[0.0, 0.0], [6.0, 3.0]])
+    covs = np.array([np.diag([1.0, 4.0]), np.diag([4.0, 1.0])])
+    expected = np.array([6.0 * 0.25 / 1.25, 3.0 * 1.0 / 1.25])
+    assert np.allclose(fusion.product_mean(means, covs), expected)
+
+
+def test_robust_product_ignores_a_panorama_none_of_whose_tiles_is_right():
+    truth = np.array([0.0, 0.0])
+    offsets = np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 0.0]])
+    covs = np.array([np.eye(2) * 9.0] * 2)
+    mixtures = []
+    for j, offset in enumerate(offsets[:2]):    # right component (weight 0.4) and a look-alike (0.6)
+        wrong = truth + offset + np.array([0.0, 60.0 + 30.0 * j])
+        mixtures.append(fusion.Mixture(np.stack([wrong, truth + offset]), covs, np.array([0.6, 0.4])))
+    # the third panorama retrieved two wrong tiles only, 24 m and 80 m off
+    mixtures.append(fusion.Mixture(np.stack([truth + offsets[2] + [24.0, 0.0], truth + offsets[2] + [-80.0, 0.0]]),
+                                   covs, np.array([0.7, 0.3])))
+    plain = localize_jointly(mixtures, offsets)
+    robust = localize_jointly(mixtures, offsets, outlier_share=0.2, area_m2=200.0 * 200.0)
+    plain_error = np.linalg.norm(plain[0].mean - truth)
+    robust_error = np.linalg.norm(robust[0].mean - truth)
+    assert plain_error == pytest.approx(8.0, abs=0.1)       # pulled a third of the way to the 24 m vote
+    assert robust_error < 0.5
+    for j in range(3):                           # each panorama at its own offset from the anchor
+        assert np.allclose(robust[j].mean - robust[0].mean, offsets[j])
+    # the third factor sits in its floor: the covariance is the product of the first two only
+    assert np.allclose(robust[0].cov, np.eye(2) * 4.5, atol=0.05)
+    with pytest.raises(ValueError, match="area"):
+        localize_jointly(mixtures, offsets, outlier_share=0.2)
+
+
+def test_query_expansion_lifts_the_tile_whose_look_alikes_agree():
+    # tiles 0 and 1 are overlapping views of the right place; tile 2 is an isolated look-alike
+    descriptors = np.array([[1.0, 0.0, 0.0], [0.8, 0.0, 0.6], [0.0, 1.0, 0.0]], np.float32)
+    query = np.array([0.70, 0.72, 0.0], np.float32)
+    query /= np.linalg.norm(query)
+    index = TileIndex(descriptors=descriptors, info={})
+    assert index.search(query[None], 3)[1][0].tolist() == [2, 0, 1]
+    expanded = expanded_query(query, index, 3, alpha=1.0)
+    s = query @ descriptors.T
+    by_hand = query + s[2] * descriptors[2] + s[0] * descriptors[0] + s[1] * descriptors[1]
+    assert np.allclose(expanded, by_hand / np.linalg.norm(by_hand), atol=1e-6)
+    assert index.search(expanded[None], 3)[1][0].tolist() == [0, 1, 2]
+
+
+
+def test_consensus_shares_the_tiles_the_panoramas_agree_on():
+    # three panoramas, six tiles: tile 4 is everyone's second choice, each first choice is private
+    similarity = np.array([[0.9, 0.1, 0.1, 0.2, 0.8, 0.0],
+                           [0.1, 0.9, 0.1, 0.2, 0.8, 0.0],
+                           [0.1, 0.1, 0.9, 0.2, 0.8, 0.0]])
+    candidates = [np.argsort(-row)[:2] for row in similarity]
+    tiles, own = consensus_tiles(lambda ids: similarity[:, ids], candidates, top_k=2)
+    assert tiles.tolist()[0] == 4 and len(tiles) == 2 and np.allclose(own, similarity[:, tiles])
+    scores = consensus_scores(similarity[:, [4, 0]], 0.5)
+    assert np.allclose(scores[0], [0.8, 0.5 * 0.9 + 0.5 * 0.1])      # the others' mean for tile 0 is 0.1
+    assert np.allclose(scores[1], [0.8, 0.5 * 0.1 + 0.5 * 0.5])
+    assert np.allclose(consensus_scores(similarity[:1], 0.5), similarity[:1])   # one panorama: its own
 
 # ---------------------------------------------------------------- bad input
 def test_raster_without_crs_is_a_clear_error(tmp_path):

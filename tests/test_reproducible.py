@@ -75,4 +75,4 @@ def test_pin_refuses_after_tensorflow_and_sets_every_variable(monkeypatch):
     with pytest.raises(RuntimeError, match="before TensorFlow"):
         pin_numerics()
     assert pin_numerics(enabled=False) == {}
-    assert PINNED["TF_ENABLE_ONEDNN_OPTS"] == "0" and PINNED["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert PINNED["TF_ENABLE_ONEDNN_OPTS"] == "1" and PINNED["ONEDNN_MAX_CPU_ISA"] == "AVX2"

@@ -151,29 +151,31 @@ def test_skip_mode_training_validates_without_a_broken_test_image(city, tmp_path
 
 def test_evaluate_a_checkpoint_with_its_run_config_searches_once(samp, tmp_path, monkeypatch):
     import evaluate
-    from utils.evaluation import inference, report, retrieval
+    from utils.evaluation import report, retrieval
     from utils.training.records import write_record
     cfg, network, _ = samp
     run = tmp_path / "runs" / "E_2_2"
     write_record(str(run), cfg)
     with network.sess.graph.as_default():
         tf.train.Saver().save(network.sess, str(run / "1" / "model.ckpt"))
-    calls = []
+    calls, search = [], retrieval.search
 
     def counted(*args, **kwargs):
         calls.append(args[0].shape)
-        return retrieval.search(*args, **kwargs)
+        return search(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "search", counted)
+    monkeypatch.setattr(retrieval, "search", counted)   # what inference's evaluation_search calls
     monkeypatch.setattr(report, "search", counted)
     monkeypatch.setattr(report, "MAX_QUERY_FIGURES", 1)  # figures are not under test here
     evaluate.main(["--checkpoint", str(run / "1"), "--out", str(tmp_path / "eval")])  # config: the run's
+    searched = list(calls)
+    monkeypatch.undo()
     _, test = load_splits(cfg)
     with open(tmp_path / "eval" / "results.json") as f:
         results = json.load(f)
     described = descriptor_pass(Scanner(network, build_loader(cfg), test, batch_size=7))
     expected = validate_top(described.grd, described.sat, test.labels)
-    assert calls == [described.grd.shape]
+    assert searched == [described.grd.shape]
     assert (results["retrieval"]["top1_percent"], results["retrieval"]["top1"], results["retrieval"]["top5"],
             results["retrieval"]["hit_rate"]) == pytest.approx(expected)
     assert results["calibration"]["count"] == test.num_grd

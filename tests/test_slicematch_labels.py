@@ -2,6 +2,9 @@
 in both layouts their README allows, and the dataset check's figures on them."""
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,8 +19,11 @@ from utils.metrics import Lat_Lng, gps2distance
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "slicematch", "VIGOR_corrected_labels",
                        "splits__corrected")
 CITIES = ("Chicago", "NewYork", "Seattle")   # the cities whose label files the snapshot held
+ALL_CITIES = CITIES + ("SanFrancisco",)      # San Francisco: its satellite_list.txt only
 TEST_FILE = "same_area_balanced_test__corrected.txt"
 TRAIN_FILE = "same_area_balanced_train__corrected.txt"
+CROSS_FILE = "pano_label_balanced__corrected.txt"
+SAT_LIST = "satellite_list.txt"
 
 
 def shipped_lines(city, name):
@@ -30,7 +36,7 @@ def side_by_side(tmp_path):
     """VIGOR's splits/ kept (its city folders, without files here) and SliceMatch's folder next to it."""
     root = tmp_path / "VIGOR"
     shutil.copytree(FIXTURE, root / "splits__corrected")
-    for city in CITIES:
+    for city in ALL_CITIES:
         (root / "splits" / city).mkdir(parents=True)
     return str(root)
 
@@ -67,18 +73,41 @@ def test_both_layouts_read_the_shipped_files(side_by_side, renamed):
     assert test.grd_source[0].endswith(os.path.join("splits__corrected", "Chicago", TEST_FILE) + ":1")
 
 
-def test_cross_area_reads_pano_label_balanced_corrected(tmp_path):
-    # the snapshot lacked pano_label_balanced__corrected.txt: built here from the real same-area lines
-    root = tmp_path / "VIGOR"
-    shutil.copytree(FIXTURE, root / "splits__corrected")
-    for city in CITIES:
-        folder = root / "splits__corrected" / city
-        (folder / "pano_label_balanced__corrected.txt").write_text(
-            (folder / TRAIN_FILE).read_text().rstrip("\n") + "\n" + (folder / TEST_FILE).read_text())
-    train, test = load_vigor(str(root), same_area=False, train_cities=("NewYork", "Seattle"),
-                             test_cities=("Chicago",), labels="corrected")
-    assert train.num_grd == sum(len(shipped_lines(c, n)) for c in ("NewYork", "Seattle") for n in (TRAIN_FILE, TEST_FILE))
-    assert set(test.grd_city) == {"Chicago"} and "cross-area" in test.name
+def write_cross_area_files(splits):
+    """pano_label_balanced__corrected.txt per city in `splits`: the snapshot lacks SliceMatch's
+    (tests/fixtures/slicematch/README.md), so each is built from the city's real same-area lines
+    (train, then test); San Francisco's is empty (no label line of it was readable)."""
+    for city in ALL_CITIES:
+        folder = splits / city
+        lines = [" ".join(line) for name in (TRAIN_FILE, TEST_FILE) if city in CITIES
+                 for line in shipped_lines(city, name)]
+        (folder / CROSS_FILE).write_text("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("layout", ["side_by_side", "renamed"])
+def test_every_shipped_file_type_reads_through_the_cross_area_config(layout, request):
+    """satellite_list.txt of all four cities and pano_label_balanced__corrected.txt, through
+    configs/vigor_cross_area_corrected.yaml with its own cities (train NewYork + Seattle, test
+    San Francisco + Chicago)."""
+    root = request.getfixturevalue(layout)
+    write_cross_area_files(next(p for p in (Path(root) / "splits__corrected", Path(root) / "splits") if p.is_dir()))
+    cfg = load_config("configs/vigor_cross_area_corrected.yaml", [f"data.root={root}"])
+    train, test = load_splits(cfg, check_labels=False)
+    for index, cities in ((train, ("NewYork", "Seattle")), (test, ("SanFrancisco", "Chicago"))):
+        assert index.cities == cities and "cross-area" in index.name and "corrected labels" in index.name
+        tiles = [line[0] for city in cities for line in shipped_lines(city, SAT_LIST)]
+        assert [os.path.basename(p) for p in index.sat_paths] == tiles
+        for row, tile in ((0, tiles[0]), (-1, tiles[-1])):
+            lat, lng = (float(v) for v in tile[:-len(".png")].split("_")[1:3])
+            assert tuple(index.sat_gps[row]) == (lat, lng)
+            assert index.meters_per_pixel[row] == CORRECTED_MPP[str(index.sat_city[row])]
+        lines = [line for city in cities if city != "SanFrancisco"
+                 for name in (TRAIN_FILE, TEST_FILE) for line in shipped_lines(city, name)]
+        assert [os.path.basename(p) for p in index.grd_paths] == [line[0] for line in lines]
+        first = next(city for city in cities if city != "SanFrancisco")
+        assert index.grd_source[0].endswith(os.path.join(first, CROSS_FILE) + ":1")
+        np.testing.assert_array_equal(index.deltas[-1].ravel(), [float(lines[-1][k]) for k in (2, 3, 5, 6, 8, 9, 11, 12)])
+    assert "SanFrancisco" in set(test.sat_city) and "SanFrancisco" not in set(test.grd_city)
 
 
 def test_missing_files_name_both_layouts_and_the_source(tmp_path, side_by_side):
@@ -123,6 +152,47 @@ def test_check_figures_equal_vigor_formulas_line_by_line(side_by_side):
     assert check.label_report(*right)[1] == []
 
 
+CHECK_AS_RUN = """
+import runpy, sys
+sys.argv[0] = "utils/data/check.py"
+try:
+    runpy.run_module("utils.data.check", run_name="__main__", alter_sys=True)
+except SystemExit as stop:
+    print("exit", stop.code, "tensorflow loaded:", "tensorflow" in sys.modules)
+"""
+
+
+def run_check(*args):
+    """`python -m utils.data.check ARGS` in its own process; (stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-c", CHECK_AS_RUN] + list(args), capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+    return done.stdout, done.stderr
+
+
+def test_the_dataset_check_on_the_real_excerpt_without_tensorflow(side_by_side):
+    cities = f"[{', '.join(CITIES)}]"
+    out, err = run_check("--config", "configs/vigor_same_area_corrected.yaml", "--set", f"data.root={side_by_side}",
+                         "--set", f"data.train_cities={cities}", "--set", f"data.test_cities={cities}")
+    assert out.strip().splitlines()[-1] == "exit 0 tensorflow loaded: False", (out, err)
+    for split, name in (("train", TRAIN_FILE), ("test", TEST_FILE)):
+        for city in CITIES:
+            row = (f"| {split} | {city} | {len(shipped_lines(city, name))} | "
+                   f"{vigor_median(city, name, CORRECTED_MPP[city]):.2f} | {vigor_median(city, name, 0.114):.2f} | "
+                   f"{CORRECTED_MPP[city]:.6g} | {vigor_median(city, name, CORRECTED_MPP[city]):.2f} | corrected |")
+            assert row in out, (row, out)
+    assert "The configured resolution fits the labels." in out
+    # cross-area, all four cities (San Francisco's tiles only), VIGOR's resolution: Seattle warns
+    write_cross_area_files(Path(side_by_side) / "splits__corrected")
+    out, err = run_check("--config", "configs/vigor_cross_area_corrected.yaml", "--set", f"data.root={side_by_side}",
+                         "--set", "data.resolution=original")
+    assert out.strip().splitlines()[-1] == "exit 1 tensorflow loaded: False", (out, err)
+    assert "| train | Seattle |" in out and "| test | Chicago |" in out and "| test | SanFrancisco |" not in out
+    assert "Warning: train Seattle: the configured resolution 0.114 m/px" in out
+    out, err = run_check("--config", "configs/no_such_config.yaml")
+    assert out.strip() == "exit 2 tensorflow loaded: False"
+    assert err.strip().splitlines() == [f"error: config file not found: {os.path.abspath('configs/no_such_config.yaml')}"]
+
+
 def test_loading_the_splits_warns_once(side_by_side, capsys):
     sets = [f"data.root={side_by_side}", "data.labels=corrected", f"data.train_cities={list(CITIES)}",
             f"data.test_cities={list(CITIES)}"]
@@ -151,7 +221,9 @@ def test_image_check_finds_missing_empty_truncated_and_undecodable(tmp_path):
         "empty.jpg": "is empty", "garbage.png": "cannot be decoded", "missing.jpg": "is missing"}
 
 
-def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_side, tmp_path):
+def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_side, renamed, tmp_path):
+    """One tiny E_1a stage on SliceMatch's folder next to VIGOR's splits/, then evaluate.py
+    --checkpoint on their folder renamed to splits (the same images): both layouts, one run."""
     import evaluate
     import train_first_E_1
     from utils.training.stage import stage_dir
@@ -164,6 +236,8 @@ def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_s
         for path in paths:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             cv2.imwrite(path, rng.integers(0, 256, shape, dtype=np.uint8))
+    for city in CITIES:
+        os.symlink(os.path.join(side_by_side, city), os.path.join(renamed, city))
     sets = [f"data.root={side_by_side}", f"runs_dir={tmp_path / 'runs'}", f"data.train_cities={list(CITIES)}",
             f"data.test_cities={list(CITIES)}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
             "model.vgg16_npy=random", "model.vgg_width=0.125", "validation.scan_batch=32",
@@ -171,10 +245,15 @@ def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_s
     cfg = load_config("configs/vigor_same_area_corrected.yaml", sets)
     record = run_stage(train_first_E_1.E_1a, cfg, show_progress=False)[-1]
     assert 0 <= record["top1"] <= record["top5"] <= 1
-    evaluate.main(["--checkpoint", os.path.join(stage_dir(cfg, "E_1a"), "1"), "--out", str(tmp_path / "eval")])
+    # the config comes from the run folder (configs/vigor_same_area_corrected.yaml and the sets above)
+    evaluate.main(["--checkpoint", os.path.join(stage_dir(cfg, "E_1a"), "1"), "--set", f"data.root={renamed}",
+                   "--out", str(tmp_path / "eval")])
     import json
     with open(tmp_path / "eval" / "results.json") as f:
         results = json.load(f)
-    assert results["num_queries"] == test.num_grd and "corrected labels" in results["dataset"]
+    assert results["num_queries"] == test.num_grd
+    assert results["dataset"] == "VIGOR_renamed same-area test (corrected labels)"
     assert results["meters_per_pixel"] == {"min": CORRECTED_MPP["Seattle"], "max": CORRECTED_MPP["NewYork"]}
     assert results["retrieval"]["top1"] == pytest.approx(record["top1"])
+    recorded = load_config(str(tmp_path / "eval" / "config.yaml"))
+    assert (recorded.experiment, recorded.data.labels, recorded.data.root) == ("vigor_same_area_corrected", "corrected", renamed)

@@ -1,10 +1,14 @@
-"""Command-line entry points: the project's own errors end with their message, not a traceback."""
+"""Command-line entry points: the project's own errors end with their message, not a traceback.
+
+Nothing here imports TensorFlow at import time: `run(..., tensorflow=False)` (the dataset check)
+starts without it."""
 import sys
 
-from utils.training.checkpoints import CheckpointError
 from utils.config import ConfigError
 from utils.data.dataset import DataError
 from utils.evaluation.finite import NonFiniteError
+from utils.startup import restore_ctrl_c
+from utils.training.checkpoints import CheckpointError
 
 EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteError, FileNotFoundError)
 
@@ -20,16 +24,22 @@ def graph_mode():
 TRAINING_INTERRUPTED = "interrupted; what was saved is kept (continue a stage with --resume)"
 
 
-def run(main, argv=None, interrupted=TRAINING_INTERRUPTED):
-    """Call main(argv) in graph mode; print expected errors (bad config, data, checkpoint, interrupt) cleanly.
+def run(main, argv=None, interrupted=TRAINING_INTERRUPTED, tensorflow=True):
+    """Call main(argv) (in graph mode, unless tensorflow=False); print expected errors (bad config,
+    data, checkpoint, interrupt) cleanly.
 
     `interrupted` is the line a Ctrl-C outside the training loop prints (the loop itself saves and
-    says where); entry points that are not training say what a stop means for them."""
-    from utils.training.trainer import TrainingStopped
-    graph_mode()
+    says where); entry points that are not training say what a stop means for them. Until
+    TensorFlow is loaded a Ctrl-C is still utils/startup.py's one line."""
+    stopped = ()   # catches nothing unless the trainer is loaded
+    if tensorflow:
+        graph_mode()
+        from utils.training.trainer import TrainingStopped
+        stopped = TrainingStopped
+    restore_ctrl_c()
     try:
         return main(argv) or 0
-    except TrainingStopped as stop:
+    except stopped as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130 if stop.reason == "interrupted" else 1
     except EXPECTED as error:

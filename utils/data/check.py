@@ -14,12 +14,14 @@ evaluate.py run this part (it reads no image) when they load the splits.
 Images (--images): every tile and panorama the splits use is checked, on worker threads: missing,
 empty, truncated (a JPEG without its end marker, a PNG without IEND) and undecodable files.
 """
+if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
+    from utils.startup import quiet_ctrl_c
+    quiet_ctrl_c()
+
 import argparse
 import sys
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-from tqdm import tqdm
+from tqdm.contrib.concurrent import thread_map
 
 from utils.data.dataset import image_problem
 from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP, delta_to_gps, gps2distance, gps_to_delta
@@ -127,9 +129,8 @@ def warn_on_labels(cfg, train, test):
 def image_problems(paths, workers=4, progress=True):
     """[(path, problem)] of the unreadable images among `paths`, checked on `workers` threads."""
     paths = list(dict.fromkeys(str(p) for p in paths))
-    with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="check") as pool:
-        found = list(tqdm(pool.map(image_problem, paths), total=len(paths), desc="images", unit="image",
-                          disable=not progress, dynamic_ncols=True))
+    found = thread_map(image_problem, paths, max_workers=max(1, int(workers)), desc="images", unit="image",
+                       disable=not progress, dynamic_ncols=True)
     return [(path, problem) for path, problem in zip(paths, found) if problem]
 
 
@@ -178,4 +179,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     from utils.cli import run
-    sys.exit(run(main))
+    sys.exit(run(main, tensorflow=False, interrupted="interrupted: the check did not finish"))

@@ -1,12 +1,17 @@
-"""Sequences of synthetic panoramas a few metres apart along a street, with known relative offsets.
+"""Held-out synthetic panoramas for localization: sequences a few metres apart along a street, with
+known relative offsets, and single validation panoramas (neither in the train nor the test split).
 
     python -m utils.data.synthetic_sequences --root data/synthetic [--per-city 8] [--length 4] [--spacing 5]
+        [--seed 0] [--folder sequences] [--validation-per-tile 0]
 
-For joint localization. The city is redrawn from the dataset's manifest (deterministic), each
+Sequences are for joint localization. The city is redrawn from the dataset's manifest (deterministic), each
 sequence starts on a road inside the tile grid and steps `spacing` metres along one of the
 street grid's two directions, staying on the road. Writes <city>/sequences/<panorama>.jpg
 (VIGOR's names: the true GPS is in the name) and <city>/sequences/sequences.csv: sequence,
-panorama, east_m, north_m (metres from the sequence's first panorama).
+panorama, east_m, north_m (metres from the sequence's first panorama). Validation panoramas
+(--validation-per-tile) are drawn and rendered as the test split's (street points in each tile's
+central quarter, random viewpoint change and foreground) from another random stream, into
+<city>/validation/, for tuning localization settings without touching the test split.
 """
 import argparse
 import csv
@@ -16,11 +21,14 @@ import cv2
 import numpy as np
 
 from utils.data.dataset import DataError, pano_file_name
-from utils.data.synthetic_vigor import (KIND_GROUND, _pano_prefix, city_and_rng, read_manifest, render_panorama,
-                                        tile_grid)
+from utils.data.synthetic_vigor import (KIND_GROUND, QUARTER_LIMIT, _pano_prefix, city_and_rng, read_manifest,
+                                        render_ambiguous_panorama, render_panorama, sample_points, tile_grid)
 
 SEQUENCE_DIR = "sequences"
 SEQUENCE_CSV = "sequences.csv"
+VALIDATION_DIR = "validation"
+VALIDATION_SEQUENCE_DIR = "validation_sequences"
+VALIDATION_SEED = 1            # the test's sequences use seed 0
 
 
 def street_walks(city, centres, count, length, spacing_m, rng):
@@ -48,21 +56,28 @@ def street_walks(city, centres, count, length, spacing_m, rng):
     return walks
 
 
-def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=False):
-    """Write the sequences of every city of the synthetic dataset at root; returns the CSV paths."""
+def city_folders(root, folder, seed, stream):
+    """Per city of the synthetic dataset at root: (parameters, name, city map, tile centres in map
+    pixels, a random generator for (seed, city, stream), the output folder <city>/<folder>)."""
     manifest = read_manifest(root)
     if manifest is None:
         raise DataError(f"{root} is not a synthetic dataset (no manifest): generate it with "
                         f"python -m utils.data.synthetic_vigor --out {root}")
     p = manifest["parameters"]
-    written = []
     for index, name in enumerate(manifest["cities"]):
         city, _ = city_and_rng(name, index, p["seed"], p["tiles_per_side"], p["meters_per_pixel"], p["margin"],
                                p["detail"])
-        centres = tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"]
-        rng = np.random.default_rng([seed, index, 1])
-        out = os.path.join(root, name, SEQUENCE_DIR)
+        out = os.path.join(root, name, folder)
         os.makedirs(out, exist_ok=True)
+        yield (p, name, city, tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"],
+               np.random.default_rng([seed, index, stream]), out)
+
+
+def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=False, folder=SEQUENCE_DIR):
+    """Write the sequences of every city of the synthetic dataset at root into <city>/<folder>;
+    returns the CSV paths."""
+    written = []
+    for p, name, city, centres, rng, out in city_folders(root, folder, seed, 1):
         rows = []
         for n, walk in enumerate(street_walks(city, centres, per_city, length, spacing_m, rng)):
             for row, col in walk:
@@ -82,6 +97,21 @@ def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=
     return written
 
 
+def write_validation_panoramas(root, per_tile=1.0, seed=VALIDATION_SEED):
+    """Fresh panoramas drawn as the test split's, into <city>/validation/ (VIGOR's names: the true
+    GPS is in the name); returns the paths of all of them."""
+    written = []
+    for p, name, city, centres, rng, out in city_folders(root, VALIDATION_DIR, seed, 2):
+        detail = p["detail"]
+        for row, col in sample_points(city, centres, per_tile, rng, QUARTER_LIMIT / detail, 1.0 / detail):
+            lat, lng = city.pixel_to_gps(row, col)
+            path = os.path.join(out, pano_file_name(_pano_prefix(rng), float(lat), float(lng)))
+            image, _ = render_ambiguous_panorama(city, row, col, p["pano_size"], rng)
+            cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            written.append(path)
+    return written
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="a synthetic dataset (python -m utils.data.synthetic_vigor)")
@@ -89,8 +119,14 @@ def main(argv=None):
     parser.add_argument("--length", type=int, default=4, help="panoramas per sequence")
     parser.add_argument("--spacing", type=float, default=5.0, help="metres between neighbours")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folder", default=SEQUENCE_DIR, help="written under each city's folder")
+    parser.add_argument("--validation-per-tile", type=float, default=0.0,
+                        help="also write this many validation panoramas per tile into <city>/validation/")
     args = parser.parse_args(argv)
-    write_sequences(args.root, args.per_city, args.length, args.spacing, args.seed, progress=True)
+    write_sequences(args.root, args.per_city, args.length, args.spacing, args.seed, progress=True, folder=args.folder)
+    if args.validation_per_tile > 0:
+        paths = write_validation_panoramas(args.root, args.validation_per_tile)
+        print(f"[validation] {len(paths)} panoramas", flush=True)
 
 
 if __name__ == "__main__":

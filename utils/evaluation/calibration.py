@@ -98,13 +98,14 @@ def uncertainty_from_sigma(sigma):
 
 
 def spearman(a, b) -> Optional[float]:
-    """Spearman rank correlation (ties get average ranks); None when either side is constant."""
-    ra = stats.rankdata(np.asarray(a, dtype=np.float64))
-    rb = stats.rankdata(np.asarray(b, dtype=np.float64))
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denominator = math.sqrt(float(np.sum(ra * ra) * np.sum(rb * rb)))
-    return float(np.sum(ra * rb) / denominator) if denominator > 0 else None
+    """Spearman rank correlation (ties get average ranks); None when either side is constant (or
+    holds a NaN)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.size < 2 or np.all(a == a.flat[0]) or np.all(b == b.flat[0]):
+        return None
+    value = float(stats.spearmanr(a, b).statistic)
+    return None if math.isnan(value) else value
 
 
 def error_by_quantile(uncertainty, error, bins: int = 5) -> list:

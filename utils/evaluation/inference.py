@@ -10,7 +10,7 @@ from model import networks
 from model.inputs import Inputs
 from utils.data.dataset import DataError
 from utils.data.splits import build_loader, load_splits
-from utils.evaluation.retrieval import search
+from utils.evaluation.retrieval import evaluation_search
 from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
 from utils.training import checkpoints as ckpt
 from utils.training.distribute import Distribution, ShardedSession
@@ -76,7 +76,7 @@ def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8
         described = descriptor_pass(scanner)
         index = described.readable
         sat_desc, grd_desc = described.readable_sat, described.readable_grd
-        retrieved = search(grd_desc, sat_desc, index.labels, k=1)
+        retrieved = evaluation_search(grd_desc, sat_desc, index.labels)
         top1 = retrieved.topk[:, 0]
         outputs = {"index": index, "skips": described.skips, "sat_desc": sat_desc, "grd_desc": grd_desc,
                    "retrieval": retrieved, "top1": top1, "network": network}

@@ -242,6 +242,14 @@ def search(grd: np.ndarray, sat: np.ndarray, labels: Optional[np.ndarray] = None
     return RetrievalResult(topk, topk_scores, ranks, hit_ranks, num_refs)
 
 
+def evaluation_search(grd: np.ndarray, sat: np.ndarray, labels: np.ndarray,
+                      timings: Optional[dict] = None) -> RetrievalResult:
+    """The search `evaluate.py --checkpoint` runs, once (utils/evaluation/inference.py): top-1 and
+    the rank of every label, numpy backend, blocks of DEFAULT_MEMORY_BUDGET; bench/eval_scale.py
+    times this call."""
+    return search(grd, sat, labels, k=1, timings=timings)
+
+
 def _search_faiss(grd, sat, labels, k, memory_budget, block_rows, progress) -> RetrievalResult:
     """Top-k from IndexFlatIP.search; label ranks from range_search over small query groups.
 
@@ -329,5 +337,5 @@ def recall_at(ranks: np.ndarray, k: int) -> float:
 
 
 __all__ = ["RetrievalResult", "search", "validate_top_blocked", "top_accuracies", "recall_at",
-           "rows_per_block", "query_blocks", "DEFAULT_MEMORY_BUDGET"]
+           "rows_per_block", "query_blocks", "DEFAULT_MEMORY_BUDGET", "evaluation_search"]
 

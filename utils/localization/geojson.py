@@ -6,7 +6,8 @@ Per panorama (properties.panorama names its file), features of kind:
   tile_ellipse   that Gaussian's 1-sigma ellipse (Polygon)
   fused          the fused position (Point), its covariance and a confidence in [0, 1]
   fused_ellipse  its 1- and 2-sigma ellipses (Polygons)
-(with --joint, a second fused Point and its ellipses have method "joint").
+(with --joint, a second fused Point and its ellipses have method "joint"; its top1_tile is the first of
+the tiles the panoramas share, utils/localization/query.py).
 Covariances are in square metres over (east, north) of the database's metric frame.
 """
 import json

@@ -1,7 +1,7 @@
 """Localize panoramas against an indexed reference database: retrieve the top-k tiles (optionally
 re-ranked on the reference graph), predict the panorama's offset and Gaussian in each, map them
 to the metric frame and fuse them (alone, or jointly for panoramas with known relative offsets)."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -9,7 +9,9 @@ import numpy as np
 from utils.config import ConfigError
 from utils.localization import fusion
 from utils.localization.joint import localize_jointly
-from utils.localization.rerank import reference_graph, spatial_rerank
+from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
+
+RERANKS = ("none", "spatial", "expansion")
 
 
 @dataclass
@@ -22,14 +24,19 @@ class Settings:                    # the `localize:` section of the config (conf
     rerank: str
     rerank_candidates: int
     rerank_weight: float
+    expansion_tiles: int
+    expansion_alpha: float
+    joint_candidates: int
+    joint_consensus: float
+    joint_outlier_share: float
     size_tolerance: float
 
     @classmethod
     def from_config(cls, cfg):
         types = cls.__annotations__
         settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()})
-        if settings.rerank not in ("none", "spatial"):
-            raise ConfigError(f"localize.rerank is '{settings.rerank}': use none or spatial")
+        if settings.rerank not in RERANKS:
+            raise ConfigError(f"localize.rerank is '{settings.rerank}': use one of {', '.join(RERANKS)}")
         if settings.top_k < 1 or settings.temperature <= 0:
             raise ConfigError("localize.top_k must be >= 1 and localize.temperature > 0")
         return settings
@@ -46,6 +53,17 @@ class TileEstimate:
     mean: np.ndarray               # (2,) metric frame
     cov: np.ndarray                # (2, 2) metric frame, as fused (scaled, floored)
     heatmap: Optional[np.ndarray]
+
+
+@dataclass
+class SequencePrediction:          # several panoramas' network outputs in the same shared tiles
+    paths: list
+    offsets: np.ndarray            # (P, 2) metres east, north
+    tiles: np.ndarray              # (k,) shared tile ids
+    similarities: np.ndarray       # (P, k) each panorama's own similarity to them
+    deltas: np.ndarray             # (P, k, 2)
+    sigmas: Optional[np.ndarray]   # (P, k, 2, 2)
+    heatmaps: Optional[np.ndarray]  # (P, k, h, w)
 
 
 @dataclass
@@ -66,6 +84,10 @@ class Localizer:
     def retrieve(self, descriptor):
         """(tile ids, similarities) of the top-k tiles for one panorama descriptor."""
         s = self.settings
+        if s.rerank == "expansion":
+            _, ids = self.index.search(expanded_query(descriptor, self.index, s.expansion_tiles, s.expansion_alpha)[None],
+                                       s.top_k)
+            return ids[0], self.index.similarity(descriptor[None], ids[0])[0].astype(np.float64)
         wanted = s.rerank_candidates if self.neighbours is not None else s.top_k
         similarities, ids = self.index.search(descriptor[None], max(wanted, s.top_k))
         ids, similarities = ids[0], similarities[0]
@@ -80,28 +102,76 @@ class Localizer:
         """One PanoramaResult per panorama; the network runs in batches over all of them."""
         paths = [str(p) for p in paths]
         retrieved = [self.retrieve(d) for d in self.model.panorama_descriptors(paths, progress)]
-        tiles = [self.db.tile_path(t) for ids, _ in retrieved for t in ids]
-        panoramas = [p for p, (ids, _) in zip(paths, retrieved) for _ in ids]
+        outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps)
+        return [self.result(path, ids, similarities, *output)
+                for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
+
+    def localize_sequence(self, paths, offsets, progress=True, keep_heatmaps=False):
+        """(single results, joint results) of panoramas with known offsets (P, 2), metres east, north."""
+        singles = self.localize_all(paths, progress, keep_heatmaps)
+        prediction = self.predict_sequence(paths, offsets, progress, keep_heatmaps)
+        return singles, self.joint(prediction, singles)
+
+    def predict_sequence(self, paths, offsets, progress=True, keep_heatmaps=False):
+        """Every panorama predicted in the same tiles: the top-k of all their candidates
+        (each one's top localize.joint_candidates) by the panoramas' mean similarity."""
+        s = self.settings
+        paths = [str(p) for p in paths]
+        descriptors = self.model.panorama_descriptors(paths, progress)
+        candidates = [self.index.search(d[None], max(s.joint_candidates, s.top_k))[1][0] for d in descriptors]
+        tiles, similarities = consensus_tiles(lambda ids: self.index.similarity(descriptors, ids), candidates,
+                                              s.top_k)
+        outputs = self._outputs(paths, [tiles] * len(paths), progress, keep_heatmaps)
+        stacked = [None if outputs[0][n] is None else np.stack([o[n] for o in outputs]) for n in range(3)]
+        return SequencePrediction(paths, np.asarray(offsets, np.float64), tiles, similarities, *stacked)
+
+    def joint(self, prediction, singles, settings=None):
+        """Joint PanoramaResults: panorama j weighs the shared tiles by its own similarity mixed
+        with the others' mean (joint_consensus); the robust product of the mixtures, each shifted
+        by its offset, gives one position for all (utils/localization/joint.py)."""
+        s = settings or self.settings
+        scores = consensus_scores(prediction.similarities, s.joint_consensus)
+        together = [self.result(path, prediction.tiles, scores[j], prediction.deltas[j],
+                                None if prediction.sigmas is None else prediction.sigmas[j],
+                                None if prediction.heatmaps is None else prediction.heatmaps[j], s)
+                    for j, path in enumerate(prediction.paths)]
+        estimates = localize_jointly([r.mixture for r in together], prediction.offsets, s.joint_outlier_share,
+                                     self.area_m2)
+        return [replace(r, fused=estimate, top1=single.top1, method="joint")
+                for r, single, estimate in zip(together, singles, estimates)]
+
+    @property
+    def area_m2(self):
+        """The database's extent (bounding box of its tile footprints), for the joint floor."""
+        low = (self.db.centres - self.db.width_m[:, None] / 2).min(axis=0)
+        high = (self.db.centres + self.db.width_m[:, None] / 2).max(axis=0)
+        return float(np.prod(high - low))
+
+    def _outputs(self, paths, tile_lists, progress, keep_heatmaps):
+        """[(deltas, sigmas or None, heatmaps or None)] of paths[i] in the tiles tile_lists[i]."""
+        tiles = [self.db.tile_path(t) for ids in tile_lists for t in ids]
+        panoramas = [p for p, ids in zip(paths, tile_lists) for _ in ids]
         deltas, sigmas, heatmaps = self.model.tile_outputs(tiles, panoramas, len(tiles) if keep_heatmaps else 0,
                                                            progress)
-        results, start = [], 0
-        for path, (ids, similarities) in zip(paths, retrieved):
+        outputs, start = [], 0
+        for ids in tile_lists:
             rows = slice(start, start + len(ids))
             start += len(ids)
-            results.append(self._result(path, ids, similarities, deltas[rows],
-                                        None if sigmas is None else sigmas[rows],
-                                        None if heatmaps is None else heatmaps[rows]))
-        return results
+            outputs.append((deltas[rows], None if sigmas is None else sigmas[rows],
+                            None if heatmaps is None else heatmaps[rows]))
+        return outputs
 
-    def _result(self, path, ids, similarities, deltas, sigmas, heatmaps):
+    def result(self, path, ids, similarities, deltas, sigmas, heatmaps, settings=None):
+        """A PanoramaResult from the network's outputs in tiles ids (settings: the mixture's)."""
+        s = settings or self.settings
         means = np.stack([self.db.delta_to_metric(t, d) for t, d in zip(ids, deltas)])
         if sigmas is None:
-            covs = np.repeat((self.settings.fixed_sigma_m ** 2 * np.eye(2))[None], len(ids), axis=0)
+            covs = np.repeat((s.fixed_sigma_m ** 2 * np.eye(2))[None], len(ids), axis=0)
             scale, floor = 1.0, 0.0
         else:
-            covs = np.stack([self.db.sigma_to_metric(t, s) for t, s in zip(ids, sigmas)])
-            scale, floor = self.settings.sigma_scale, self.settings.min_sigma_m
-        mixture = fusion.build_mixture(means, covs, similarities, self.settings.temperature, scale, floor)
+            covs = np.stack([self.db.sigma_to_metric(t, sigma) for t, sigma in zip(ids, sigmas)])
+            scale, floor = s.sigma_scale, s.min_sigma_m
+        mixture = fusion.build_mixture(means, covs, similarities, s.temperature, scale, floor)
         tiles = [TileEstimate(tile=int(t), rank=r, similarity=float(similarities[r]),
                               weight=float(mixture.weights[r]), delta=deltas[r],
                               sigma_delta=None if sigmas is None else sigmas[r], mean=mixture.means[r],
@@ -110,9 +180,9 @@ class Localizer:
         return PanoramaResult(path=path, tiles=tiles, mixture=mixture, fused=fusion.fuse(mixture),
                               top1=fusion.top1(mixture))
 
-
-def joint_results(results, offsets):
-    """The same panoramas with their fused estimates replaced by the joint ones."""
-    joint = localize_jointly([r.mixture for r in results], offsets)
-    return [PanoramaResult(path=r.path, tiles=r.tiles, mixture=r.mixture, fused=estimate, top1=r.top1,
-                           method="joint") for r, estimate in zip(results, joint)]
+    def refit(self, result, settings):
+        """The same panorama's network outputs fused again under other settings (no network run)."""
+        tiles = result.tiles
+        sigmas = None if tiles[0].sigma_delta is None else [t.sigma_delta for t in tiles]
+        return self.result(result.path, [t.tile for t in tiles], np.array([t.similarity for t in tiles]),
+                           np.array([t.delta for t in tiles]), sigmas, None, settings)

@@ -1,9 +1,16 @@
-"""Re-ranking retrieved tiles by spatial consistency on the reference graph.
+"""Re-ranking retrieved tiles: by spatial consistency on the reference graph, or by query expansion.
 
-The graph links tiles whose footprints overlap or touch (centres at most one tile width apart
+Spatial consistency: the graph links tiles whose footprints overlap or touch (centres at most one tile width apart
 along each axis). A tile whose neighbours also look like the panorama is more likely right than
 an isolated look-alike: its score becomes similarity + weight * (mean of its neighbours' best
 `support` similarities to the panorama).
+
+Query expansion (alpha-weighted average query expansion): the panorama's descriptor plus its
+top-n tiles' descriptors, each weighted by its similarity to the power alpha (alpha = 0: the plain
+average), renormalised, is searched again. Tiles that look like the panorama's best matches rise.
+
+Consensus (several panoramas a few metres apart): the tiles are ranked by the panoramas' mean
+similarity, and each panorama's score of a tile mixes its own similarity with the others' mean.
 """
 import numpy as np
 
@@ -31,3 +38,31 @@ def spatial_rerank(candidates, similarities, neighbours, similarity_to, weight, 
             scores[n] += weight * float(best.mean())
     order = np.argsort(-scores, kind="stable")
     return candidates[order], scores[order]
+
+
+def expanded_query(descriptor, index, tiles, alpha):
+    """Unit descriptor: descriptor + sum over its top `tiles` of max(similarity, 0)^alpha x tile descriptor."""
+    similarities, ids = index.search(descriptor[None], tiles)
+    weights = np.maximum(similarities[0], 0.0) ** float(alpha)
+    query = np.asarray(descriptor, np.float64) + weights @ index.descriptors[ids[0]].astype(np.float64)
+    return (query / max(np.linalg.norm(query), 1e-12)).astype(np.float32)
+
+
+def consensus_tiles(similarity_to, candidates, top_k):
+    """(shared tile ids (k,), similarities (P, k)) for P panoramas with candidate lists `candidates`:
+    the top_k of all candidates by the panoramas' mean similarity. similarity_to(ids) gives the
+    (P, len(ids)) similarities of all panoramas to any tiles."""
+    pooled = np.unique(np.concatenate([np.asarray(c, np.int64) for c in candidates]))
+    similarities = np.asarray(similarity_to(pooled), np.float64)
+    order = np.argsort(-similarities.mean(axis=0), kind="stable")[:top_k]
+    return pooled[order], similarities[:, order]
+
+
+def consensus_scores(similarities, consensus):
+    """(P, k): (1 - consensus) x each panorama's own similarity + consensus x the others' mean."""
+    similarities = np.asarray(similarities, np.float64)
+    count = len(similarities)
+    if count == 1:
+        return similarities
+    others = (similarities.sum(axis=0, keepdims=True) - similarities) / (count - 1)
+    return (1.0 - consensus) * similarities + consensus * others
