@@ -205,7 +205,8 @@ def drift(args):
     print("|---|---|---|---|---|---|")
     percent = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for stage, variant, worst, median, loss, top1, other_top1 in drift_table(args.out):
-        print(f"| {stage} | {variant} | {worst:.2f} | {median:.1e} | {loss:.1e} | {percent(top1)} -> {percent(other_top1)} |")
+        print(f"| {stage} | {variant} | {worst:.2f} | {median:.1e} | {loss:.1e} "
+              f"| {percent(top1)} -> {percent(other_top1)} |")
 
 
 def main(argv=None):

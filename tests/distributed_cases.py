@@ -71,8 +71,8 @@ def _three_steps(stage, cfg, dist, start, e3_weights, events_dir):
         for step in range(STEPS):
             if "W_" in parts.auxiliary:
                 e3_feed_weights(sess, parts.auxiliary, feed, e3_weights, 0)
-            fetches = {"losses": parts.losses, "grads": grads, "train": parts.train_op,
-                       "summaries": [parts.scalar_summary] + ([parts.image_summary] if parts.image_summary is not None else [])}
+            summaries = [parts.scalar_summary] + ([parts.image_summary] if parts.image_summary is not None else [])
+            fetches = {"losses": parts.losses, "grads": grads, "train": parts.train_op, "summaries": summaries}
             out = sess.run(fetches, feed)  # the losses and gradients of the weights before this step's update
             for summary in out.pop("summaries"):
                 writer.add_summary(summary, step)
