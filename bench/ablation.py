@@ -7,8 +7,8 @@ reported as mean +- std next to the direction of the papers' claims.
 
 The city is the same for every seed (data.synthetic.seed); the seed varies initialisation, batch
 order and mining. Each seed trains into runs/<experiment>_seed<N>/ (re-running continues where it
-stopped). Writes ablation.json, ablation.md and ablation.png to --out. Sized for about 60 min on
-a quiet 2-core machine (about 3 x 18 min); not a test.
+stopped). Writes ablation.json, ablation.md and ablation.png to --out. Sized for about 35 min on
+a quiet 2-core machine (3 x ~11 min, an estimate from the demo's stage times); not a test.
 """
 import os
 import sys
@@ -30,7 +30,7 @@ from utils.config import load_config  # noqa: E402
 from utils.training.trainer import run_stage  # noqa: E402
 
 # longer than the demo where the demo is shortest (the uncertainty stages)
-DEFAULT_OVERRIDES = ["stages.E_2_1.epochs=24", "stages.E_2_2.epochs=16", "stages.E_3.epochs=8"]
+DEFAULT_OVERRIDES = ["stages.E_2_1.epochs=60", "stages.E_2_2.epochs=16", "stages.E_3.epochs=8"]
 MEASURES = (  # (name, how to read it from one stage's results, unit)
     ("top-1 %", lambda r: 100 * r["retrieval"]["top1"]),
     ("hit rate %", lambda r: 100 * r["retrieval"]["hit_rate"]),
