@@ -65,10 +65,18 @@ def semi_positive_weights(trainer, auxiliary):
         uncertainty = semi_positive_uncertainties(trainer)
         trainer.save_array(UNCERTAINTY_FILE, uncertainty)
     s = trainer.cfg.stages.E_3
-    weights = semi_positive_weight(uncertainty, a=s.weight_a, b=s.weight_b, c=s.weight_c)
-    trainer.log(f"E_3: semi-positive uncertainty mean {uncertainty.mean():.2f}, "
-                f"weight mean {weights.mean():.3f} ({path})")
+    midpoint = weight_midpoint(uncertainty, s.weight_b)
+    weights = semi_positive_weight(uncertainty, a=s.weight_a, b=midpoint, c=s.weight_c)
+    trainer.log(f"E_3: semi-positive uncertainty mean {uncertainty.mean():.2f} "
+                f"(5-95 %: {np.percentile(uncertainty, 5):.1f}-{np.percentile(uncertainty, 95):.1f}), "
+                f"midpoint b {midpoint:.2f}, weight mean {weights.mean():.3f} ({path})")
     return weights
+
+
+def weight_midpoint(uncertainty, weight_b):
+    """b of w(u): the configured number (the paper's 75), or with `median` the median u of the
+    training semi-positives, for models whose uncertainties live on another scale (the demo's)."""
+    return float(np.median(uncertainty)) if weight_b == "median" else float(weight_b)
 
 
 def feed_weights(session, auxiliary, weights, item, feed):

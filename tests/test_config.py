@@ -75,3 +75,19 @@ def test_init_from_path_can_be_set_as_the_docs_say():
     assert cfg.stages.E_1b.init_from == {"stage": "E_1a", "epoch": "last", "path": "/x/7"}
     cfg = load_config("configs/demo.yaml", ["stages.E_1b.init_from={path: /x/7}"])
     assert cfg.stages.E_1b.init_from.path == "/x/7"
+
+
+def test_E_3_weight_midpoint_is_a_number_or_the_median(tmp_path):
+    import numpy as np
+    from model.losses import semi_positive_weight
+    from train_third_E_3 import weight_midpoint
+
+    assert load_config("configs/demo.yaml", ["stages.E_3.weight_b=median"]).stages.E_3.weight_b == "median"
+    with pytest.raises(ConfigError, match="weight_b"):
+        load_config("configs/demo.yaml", ["stages.E_3.weight_b=mean"])
+    u = np.array([[700.0, 720.0, 760.0], [740.0, 790.0, 705.0]])
+    assert weight_midpoint(u, 75.0) == 75.0
+    assert weight_midpoint(u, "median") == 730.0
+    w = semi_positive_weight(u, b=weight_midpoint(u, "median"))
+    # half the semi-positives below the midpoint's weight 1/(1+c) = 1/3, half above
+    assert (w < 1 / 3).sum() == 3 and (w > 1 / 3).sum() == 3 and w.min() < 0.01 and w.max() > 0.99

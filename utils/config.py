@@ -53,6 +53,7 @@ TYPES = {
     "stages.*.init_from.stage": OneOf(str, type(None)),
     "stages.*.init_from.epoch": OneOf(int, type(None), choices=("last",)),
     "stages.*.init_from.path": OneOf(str, type(None)),
+    "stages.*.weight_b": OneOf(float, int, choices=("median",)),
 }
 
 
