@@ -11,6 +11,7 @@ import tensorflow.compat.v1 as tf
 from model.inputs import Inputs
 from utils.training import checkpoints as ckpt
 from utils.training.distribute import Distribution
+from utils.training.optimizer import stage_optimizer
 from utils.training.stage import as_stage_losses
 
 
@@ -80,7 +81,7 @@ def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate):
         losses = as_stage_losses(stage.losses(net, inputs, cfg))
     rate = learning_rate(global_step) if callable(learning_rate) else tf.constant(float(learning_rate))
     with tf.name_scope("train"):
-        optimizer = tf.train.AdamOptimizer(rate, 0.9, 0.999, epsilon=cfg.stages[stage.name].adam_epsilon)
+        optimizer = stage_optimizer(rate, cfg.stages[stage.name])
         grads_and_vars = optimizer.compute_gradients(losses.terms["loss"])  # = optimizer.minimize
         train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
     return net, losses, rate, dist.summed_gradients(grads_and_vars), train_op

@@ -1,0 +1,42 @@
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from utils.config import load_config
+from utils.training.optimizer import HeadScaledAdam, stage_optimizer
+
+
+def _one_step(schedule):
+    """Weights after 3 Adam steps on a head variable and another one; the graph's variable names."""
+    graph = tf.Graph()
+    with graph.as_default():
+        with tf.variable_scope("cholesky_block/dense"):
+            head = tf.get_variable("kernel", initializer=np.array([1.0, -2.0, 3.0], np.float32))
+        with tf.variable_scope("VGG_grd/conv1"):
+            body = tf.get_variable("weights", initializer=np.array([0.5, 0.25], np.float32))
+        loss = tf.reduce_sum(tf.square(head)) + tf.reduce_sum(tf.square(body - 4.0))
+        with tf.name_scope("train"):
+            train = stage_optimizer(tf.constant(1e-3), schedule).minimize(loss)
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(3):
+                sess.run(train)
+            return sess.run([head, body]), sorted(v.op.name for v in tf.global_variables())
+
+
+def test_the_heads_alone_take_a_scaled_step_in_the_original_variables():
+    cfg = load_config("configs/demo.yaml")
+    assert cfg.stages.E_1a.cholesky_lr_scale == 1.0      # the original's optimizer unless a config asks
+    assert type(stage_optimizer(1e-3, cfg.stages.E_1a)) is tf.train.AdamOptimizer
+    plain = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8"]).stages.E_2_2
+    scaled = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8",
+                                               "stages.E_2_2.cholesky_lr_scale=50"]).stages.E_2_2
+    assert isinstance(stage_optimizer(1e-3, scaled), HeadScaledAdam)
+    (head_1, body_1), names_1 = _one_step(plain)
+    (head_50, body_50), names_50 = _one_step(scaled)
+    start = np.array([1.0, -2.0, 3.0])
+    # Adam's first steps are ~lr x sign(gradient): 3 steps move each entry by ~3 lr, 50 times that when scaled
+    np.testing.assert_allclose(start - head_1, 3e-3 * np.sign(start), rtol=1e-3)
+    np.testing.assert_allclose(start - head_50, 50 * 3e-3 * np.sign(start), rtol=1e-2)
+    np.testing.assert_array_equal(body_1, body_50)      # every other variable: the same bytes
+    assert names_1 == names_50                          # one Adam: same slots and beta powers
+    assert "train/beta1_power" in names_1 and "cholesky_block/dense/kernel/Adam" in names_1
