@@ -4,6 +4,7 @@ The network is restored into its own graph and scanned with utils/evaluation/sca
 scan the trainer validates with). Offsets and Sigma are in the 640-pixel delta convention (see
 scan.py). Retrieval runs once here; its result is handed on to the report.
 """
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import networks
@@ -11,7 +12,7 @@ from model.inputs import Inputs
 from utils.data.dataset import DataError
 from utils.data.splits import build_loader, load_splits
 from utils.evaluation.retrieval import evaluation_search
-from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
+from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass, readable_subset
 from utils.training import checkpoints as ckpt
 from utils.training.distribute import Distribution, ShardedSession
 
@@ -56,6 +57,17 @@ def _located(scanner, sat_order, keep_heatmaps, desc):
     return scan
 
 
+def _offsets_in_retrieved(scanner, index, top1, offsets_positive):
+    """Offsets in each panorama's top-1 tile: where that is the positive tile, the positive pass's;
+    the others scanned (the same pairs give the same offsets, so this only saves a second pass)."""
+    offsets = offsets_positive.copy()
+    wrong = top1 != index.labels[:, 0]
+    if wrong.any():
+        others, _, rows = readable_subset(index, np.zeros(index.num_sat, bool), ~wrong)
+        offsets[rows] = _located(scanner.over(others), top1[rows], 0, "offsets (retrieved)").values["offsets"]
+    return offsets
+
+
 def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8, progress=True):
     """Everything evaluate.py needs from a checkpoint, as numpy arrays.
 
@@ -82,9 +94,8 @@ def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8
                    "retrieval": retrieved, "top1": top1, "network": network}
         if restored.localizes:
             scanner = scanner.over(index)
-            found = _located(scanner, top1, 0, "offsets (retrieved)")
             given = _located(scanner, index.labels[:, 0], keep_heatmaps, "offsets (positive)")
-            outputs["offsets"] = found.values["offsets"]
+            outputs["offsets"] = _offsets_in_retrieved(scanner, index, top1, given.values["offsets"])
             outputs["offsets_positive"] = given.values["offsets"]
             if "sigma" in given.values:
                 outputs["sigma"] = given.values["sigma"]
