@@ -46,7 +46,7 @@ def semi_positive_uncertainties(trainer):
     scanner = trainer.scanner(index, batch_size=trainer.cfg.stages.E_3.uncertainty_batch)
     uncertainty = np.zeros((len(index.grd_paths), 3), np.float32)
     for column in (1, 2, 3):
-        scan = scanner.pairs(index.labels[:, column], branch="semi",
+        scan = scanner.pairs(index.labels[:, column], branch="semi", offsets=False,
                              desc=f"E_3 uncertainty of semi-positive {column}/3")
         uncertainty[:, column - 1] = scan.values["uncertainty"]
         if scan.skipped:

@@ -121,19 +121,20 @@ class Scanner:
         return self._run(batches, self.index.num_grd, "panoramas",
                          lambda grd: {"desc": n.sess.run(n.net["grd_global"], {n.inputs.grd: grd})})
 
-    def pairs(self, sat_order, branch="positive", keep_heatmaps=0, desc="pairs") -> ScanResult:
+    def pairs(self, sat_order, branch="positive", keep_heatmaps=0, desc="pairs", offsets=True) -> ScanResult:
         """Panorama i located in tile sat_order[i]: values 'offsets' (N, 2) and, for SAMP,
         'sigma' (N, 2, 2) and 'uncertainty' (N,); extra['heatmaps'] the first keep_heatmaps.
 
         branch 'positive' reads the positive head (heatmap, L; VIGOR's offset MLP), 'semi' the
         semi-positive head (heatmap_semi, L_semi) with the tile fed to the semi slot.
+        offsets=False (SAMP): only 'sigma' and 'uncertainty', without running the heatmap decoder.
         """
         if not self.network.localizes:
             raise ValueError("this network has no offset head: pair scans need SAFA_delta (VIGOR or SAMP)")
         kept = []
 
         def step(images):
-            out = self._pair_step(*images, branch)
+            out = self._pair_step(*images, branch, offsets)
             heatmap = out.pop("heatmap", None)
             if heatmap is not None and sum(len(h) for h in kept) < keep_heatmaps:
                 kept.append(heatmap)
@@ -145,7 +146,7 @@ class Scanner:
             result.extra["heatmaps"] = np.concatenate(kept)[:keep_heatmaps]
         return result
 
-    def _pair_step(self, sat, grd, branch):
+    def _pair_step(self, sat, grd, branch, offsets=True):
         n = self.network
         feed = n.sat_feed(sat)
         feed[n.inputs.grd] = grd
@@ -154,8 +155,11 @@ class Scanner:
                 raise ValueError("VIGOR's offset MLP has only the positive branch")
             return {"offsets": n.sess.run(n.net["delta"], feed).astype(np.float64) * 320.0}
         heatmap_name, cholesky_name = BRANCHES[branch]
+        side = int(n.net[heatmap_name].shape[1])
+        if not offsets:   # the Cholesky head reads the bottleneck, not the heatmap: the decoder is not run
+            L = n.sess.run(n.net[cholesky_name], feed)
+            return {"sigma": sigma_to_delta(sigma_np(L), side), "uncertainty": uncertainty_np(L) * (640.0 / side)}
         heatmap, L = n.sess.run([n.net[heatmap_name], n.net[cholesky_name]], feed)
-        side = heatmap.shape[1]
         row, col = spatial_mean_np(heatmap)
         return {"offsets": heatmap_to_delta(row, col, side),
                 "sigma": sigma_to_delta(sigma_np(L), side),
