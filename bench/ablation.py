@@ -71,13 +71,38 @@ def summarise(per_seed: list) -> dict:
     return summary
 
 
+# the stage a claim compares with, and the measure it is about (higher is the claimed direction)
+CLAIM_BASELINE = {"E_1b": ("E_1a", "top-1 %"), "E_3": ("E_2_2", "top-1 %"), "E_2_2": (None, "rho(unc, error)")}
+
+
+def seen(summary: dict, stage: str) -> str:
+    """Whether the mean moved the way the paper claims, and by how much against the seeds' spread."""
+    if stage not in CLAIM_BASELINE:
+        return ""
+    base, name = CLAIM_BASELINE[stage]
+    mean, std, _ = summary[stage][name]
+    if base is None:
+        return f"{name} {mean:.2f} ± {std:.2f}: " + ("positive" if mean - std > 0 else "not clearly positive")
+    base_mean, base_std, _ = summary[base][name]
+    diff = mean - base_mean
+    direction = "higher" if diff > 0 else "lower" if diff < 0 else "equal"
+    spread = max(std, base_std)
+    return f"{direction} by {abs(diff):.2f} (seeds' std {spread:.2f})"
+
+
 def markdown(summary: dict) -> str:
     names = [name for name, _ in MEASURES]
-    lines = ["| stage | " + " | ".join(names) + " | paper's claim |", "|---" * (len(names) + 2) + "|"]
+    lines = ["| stage | " + " | ".join(names) + " | paper's claim | seen here |", "|---" * (len(names) + 3) + "|"]
     for stage, measures in summary.items():
         cells = [f"{measures[n][0]:.2f} ± {measures[n][1]:.2f}" if n in measures else "-" for n in names]
-        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {CLAIMS.get(stage, '')} |")
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {CLAIMS.get(stage, '')} | {seen(summary, stage)} |")
     return "\n".join(lines) + "\n"
+
+
+def per_seed_values(per_seed: list) -> dict:
+    """{stage: {measure: [value of each seed]}}, for the JSON."""
+    return {stage: {name: [read(results[stage]) for results in per_seed] for name, read in MEASURES}
+            for stage in per_seed[0]}
 
 
 def figure(summary: dict, path: str):
@@ -111,8 +136,8 @@ def main(argv=None):
     per_seed = [run_seed(args, seed) for seed in args.seeds]
     summary = summarise(per_seed)
     with open(os.path.join(args.out, "ablation.json"), "w") as f:
-        json.dump({"seeds": args.seeds, "overrides": DEFAULT_OVERRIDES + args.overrides, "summary": summary}, f,
-                  indent=1)
+        json.dump({"seeds": args.seeds, "overrides": DEFAULT_OVERRIDES + args.overrides, "summary": summary,
+                   "per_seed": per_seed_values(per_seed)}, f, indent=1)
     text = markdown(summary)
     with open(os.path.join(args.out, "ablation.md"), "w") as f:
         f.write(text)

@@ -45,6 +45,31 @@ def test_loader_matches_the_original_preprocessing(splits):
     assert polar.shape == (16, 64, 3) and polar.dtype == np.float32
 
 
+def test_tile_cache_serves_the_same_bytes_within_its_memory_bound(splits, tmp_path):
+    train, _ = splits
+    tile_bytes = SAT[0] * SAT[1] * 3 * 4
+    loader = ImageLoader(SAT, GRD, sat_cache_mb=3.5 * tile_bytes / 2 ** 20)   # room for 3 tiles
+    first = [loader.load_sat(p).copy() for p in train.sat_paths[:5]]
+    for path, image in zip(train.sat_paths[:5], first):
+        assert np.array_equal(image, original_style(path, SAT))
+    cache = loader._sat_cache
+    assert list(cache._images) == [str(p) for p in train.sat_paths[2:5]]   # least recently used left first
+    assert cache._bytes == 3 * tile_bytes <= cache.capacity
+    # a cached tile is served from memory (the file is not read again), bit for bit
+    moved = tmp_path / "tile.png"
+    shutil.copy(train.sat_paths[4], moved)
+    loader.load_sat(str(moved))
+    os.remove(moved)
+    assert np.array_equal(loader.load_sat(str(moved)), first[4])
+    # 0 turns it off: every call reads the file
+    uncached = ImageLoader(SAT, GRD, sat_cache_mb=0)
+    shutil.copy(train.sat_paths[4], moved)
+    uncached.load_sat(str(moved))
+    os.remove(moved)
+    with pytest.raises(DataError, match="is missing"):
+        uncached.load_sat(str(moved))
+
+
 def test_prefetcher_equals_one_by_one_in_order(splits):
     train, _ = splits
     loader = ImageLoader(SAT, GRD)

@@ -35,4 +35,4 @@ def load_splits(cfg, check_labels=True):
 
 def build_loader(cfg):
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
-                       polar=cfg.data.polar)
+                       polar=cfg.data.polar, sat_cache_mb=cfg.data.sat_cache_mb)
