@@ -37,13 +37,13 @@ Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.ti
 (utils/data/synthetic_raster.py).
 """
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 import glob
 import json
 import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
