@@ -1,0 +1,95 @@
+"""How much of the fine-localization error can the Cholesky head's input tell? A linear probe.
+
+    python bench/uncertainty_probe.py --checkpoint runs/demo/E_2_2/10
+
+For every training and test panorama with its positive tile: the bottleneck the Cholesky head
+reads, the error of the heatmap's spatial mean and the head's uncertainty. A ridge regression
+from the (standardised) bottleneck onto log(error) is fitted on the training split; its
+prediction's Spearman correlation with the test errors is the rank a regressor fitted to the
+error directly reaches from that input, next to the head's own. Not a test.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.reproducible import pin_numerics  # noqa: E402
+
+pin_numerics()
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from model.uncertainty import spatial_mean_np, uncertainty_np  # noqa: E402
+from utils.cli import graph_mode  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.data.prefetch import scan_pairs  # noqa: E402
+from utils.data.splits import build_loader, load_splits  # noqa: E402
+from utils.evaluation.inference import restore_network  # noqa: E402
+from utils.evaluation.scan import heatmap_to_delta  # noqa: E402
+from utils.training import checkpoints as ckpt  # noqa: E402
+
+HEAD_INPUT = "L/cholesky_block/dense/xw_plus_b/MatMul"   # its first input: the head's view of the bottleneck
+ALPHAS = (1.0, 10.0, 100.0, 1000.0)
+
+
+def positive_pairs(network, loader, index, batch):
+    """(bottleneck (N, D), error (N,) in 640-px units, uncertainty (N,)) over a split."""
+    bottleneck = network.sess.graph.get_operation_by_name(HEAD_INPUT).inputs[0]
+    parts = {"bottleneck": [], "offsets": [], "uncertainty": []}
+    for (sat, grd), _ in scan_pairs(loader, index, index.labels[:, 0], batch, with_bad=True):
+        feed = network.sat_feed(sat)
+        feed[network.inputs.grd] = grd
+        features, heatmap, L = network.sess.run([bottleneck, network.net["heatmap"], network.net["L"]], feed)
+        parts["bottleneck"].append(features)
+        parts["offsets"].append(heatmap_to_delta(*spatial_mean_np(heatmap), heatmap.shape[1]))
+        parts["uncertainty"].append(uncertainty_np(L))
+    offsets = np.concatenate(parts["offsets"])
+    error = np.linalg.norm(offsets - index.deltas[:, 0, :], axis=1)
+    return np.concatenate(parts["bottleneck"]), error, np.concatenate(parts["uncertainty"])
+
+
+def ridge_probe(train_x, train_error, test_x, test_error, alphas=ALPHAS):
+    """{alpha: (train rho, test rho)} of ridge(bottleneck -> log error) fitted on the training split."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-8
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    target = np.log(train_error + 1e-3)
+    rows = {}
+    for alpha in alphas:
+        w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (target - target.mean()))
+        rows[alpha] = (spearmanr(a @ w, train_error)[0], spearmanr(b @ w, test_error)[0])
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="an E_2_2 or E_3 epoch folder")
+    parser.add_argument("--config", help="default: the config.yaml its run recorded")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    prefix = ckpt.checkpoint_prefix(args.checkpoint)
+    config = args.config or os.path.join(os.path.dirname(os.path.dirname(prefix)), "config.yaml")
+    cfg = load_config(config, args.overrides)
+    graph_mode()
+    train, test = load_splits(cfg)
+    network = restore_network(cfg, prefix, "samp")
+    loader, batch = build_loader(cfg), int(cfg.validation.scan_batch)
+    try:
+        train_x, train_error, train_u = positive_pairs(network, loader, train, batch)
+        test_x, test_error, test_u = positive_pairs(network, loader, test, batch)
+    finally:
+        network.sess.close()
+    print(f"median error (640-px units): training {np.median(train_error):.1f}, test {np.median(test_error):.1f}")
+    print("| predictor | Spearman with the error, training split | test split |\n|---|---|---|")
+    print(f"| the Cholesky head's uncertainty | {spearmanr(train_u, train_error)[0]:.3f} | "
+          f"{spearmanr(test_u, test_error)[0]:.3f} |")
+    for alpha, (rho_train, rho_test) in ridge_probe(train_x, train_error, test_x, test_error).items():
+        print(f"| ridge(bottleneck -> log error), alpha {alpha:g} | {rho_train:.3f} | {rho_test:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    from utils.cli import run
+    sys.exit(run(main))
