@@ -1,12 +1,17 @@
-"""How much of the fine-localization error can the Cholesky head's input tell? A linear probe.
+"""What the fine localization uses, and how much of its error the Cholesky head's input can tell.
 
     python bench/uncertainty_probe.py --checkpoint runs/demo/E_2_2/10
 
 For every training and test panorama with its positive tile: the bottleneck the Cholesky head
-reads, the error of the heatmap's spatial mean and the head's uncertainty. A ridge regression
-from the (standardised) bottleneck onto log(error) is fitted on the training split; its
-prediction's Spearman correlation with the test errors is the rank a regressor fitted to the
-error directly reaches from that input, next to the head's own. Not a test.
+reads, the heatmap's spatial mean and the head's uncertainty.
+- Within each tile (test split): how far the predicted points of its panoramas spread and how
+  they correlate with the true points, and the error of a panorama-blind estimate (every
+  panorama of a tile at the mean of their predictions). A heatmap that reads the panorama
+  spreads with the truth; a satellite-only prior does not.
+- A ridge regression from the (standardised) bottleneck onto log(error), fitted on the training
+  split: its prediction's Spearman correlation with the test errors is the rank a regressor
+  fitted to the error directly reaches from that input, next to the head's own.
+Not a test.
 """
 import os
 import sys
@@ -36,7 +41,7 @@ ALPHAS = (1.0, 10.0, 100.0, 1000.0)
 
 
 def positive_pairs(network, loader, index, batch):
-    """(bottleneck (N, D), error (N,) in 640-px units, uncertainty (N,)) over a split."""
+    """(bottleneck (N, D), offsets (N, 2), error (N,) in 640-px units, uncertainty (N,)) over a split."""
     bottleneck = network.sess.graph.get_operation_by_name(HEAD_INPUT).inputs[0]
     parts = {"bottleneck": [], "offsets": [], "uncertainty": []}
     for (sat, grd), _ in scan_pairs(loader, index, index.labels[:, 0], batch, with_bad=True):
@@ -48,7 +53,24 @@ def positive_pairs(network, loader, index, batch):
         parts["uncertainty"].append(uncertainty_np(L))
     offsets = np.concatenate(parts["offsets"])
     error = np.linalg.norm(offsets - index.deltas[:, 0, :], axis=1)
-    return np.concatenate(parts["bottleneck"]), error, np.concatenate(parts["uncertainty"])
+    return np.concatenate(parts["bottleneck"]), offsets, error, np.concatenate(parts["uncertainty"])
+
+
+def within_tile(predicted, true, tiles):
+    """Per tile, offsets minus the tile's mean (tiles with >= 2 panoramas): (predicted std, true std,
+    correlation per axis), and the median error of the panorama-blind estimate (the tile's mean
+    prediction for each of its panoramas)."""
+    blind = np.empty_like(predicted)
+    centred_predicted, centred_true = [], []
+    for tile in np.unique(tiles):
+        rows = tiles == tile
+        blind[rows] = predicted[rows].mean(0)
+        if rows.sum() >= 2:
+            centred_predicted.append(predicted[rows] - predicted[rows].mean(0))
+            centred_true.append(true[rows] - true[rows].mean(0))
+    p, t = np.concatenate(centred_predicted), np.concatenate(centred_true)
+    correlation = [float(np.corrcoef(p[:, k], t[:, k])[0, 1]) for k in (0, 1)]
+    return p.std(), t.std(), correlation, float(np.median(np.linalg.norm(blind - true, axis=1)))
 
 
 def ridge_probe(train_x, train_error, test_x, test_error, alphas=ALPHAS):
@@ -77,11 +99,16 @@ def main(argv=None):
     network = restore_network(cfg, prefix, "samp")
     loader, batch = build_loader(cfg), int(cfg.validation.scan_batch)
     try:
-        train_x, train_error, train_u = positive_pairs(network, loader, train, batch)
-        test_x, test_error, test_u = positive_pairs(network, loader, test, batch)
+        train_x, _, train_error, train_u = positive_pairs(network, loader, train, batch)
+        test_x, test_offsets, test_error, test_u = positive_pairs(network, loader, test, batch)
     finally:
         network.sess.close()
     print(f"median error (640-px units): training {np.median(train_error):.1f}, test {np.median(test_error):.1f}")
+    spread, true_spread, correlation, blind = within_tile(test_offsets, test.deltas[:, 0, :], test.labels[:, 0])
+    print(f"within a tile (test): predicted points spread {spread:.1f} px (true points {true_spread:.1f} px), "
+          f"correlation with the true points {correlation[0]:.3f} (rows) / {correlation[1]:.3f} (columns); "
+          f"panorama-blind median error {blind:.1f} px against the prediction's {np.median(test_error):.1f} px, "
+          f"the tile centre's {np.median(np.linalg.norm(test.deltas[:, 0, :], axis=1)):.1f} px")
     print("| predictor | Spearman with the error, training split | test split |\n|---|---|---|")
     print(f"| the Cholesky head's uncertainty | {spearmanr(train_u, train_error)[0]:.3f} | "
           f"{spearmanr(test_u, test_error)[0]:.3f} |")
