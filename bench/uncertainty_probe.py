@@ -73,6 +73,17 @@ def within_tile(predicted, true, tiles):
     return p.std(), t.std(), correlation, float(np.median(np.linalg.norm(blind - true, axis=1)))
 
 
+def position_probe(train_x, train_true, test_x, test_true, alpha=10.0):
+    """Correlation (rows, columns) on the test split of ridge(bottleneck -> true offset), fitted on
+    the training split: whether the bottleneck, the decoder's only view of the panorama, carries
+    where in the tile the panorama is."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-8
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (train_true - train_true.mean(0)))
+    predicted = b @ w
+    return [float(np.corrcoef(predicted[:, k], test_true[:, k])[0, 1]) for k in (0, 1)]
+
+
 def ridge_probe(train_x, train_error, test_x, test_error, alphas=ALPHAS):
     """{alpha: (train rho, test rho)} of ridge(bottleneck -> log error) fitted on the training split."""
     mean, std = train_x.mean(0), train_x.std(0) + 1e-8
@@ -109,6 +120,9 @@ def main(argv=None):
           f"correlation with the true points {correlation[0]:.3f} (rows) / {correlation[1]:.3f} (columns); "
           f"panorama-blind median error {blind:.1f} px against the prediction's {np.median(test_error):.1f} px, "
           f"the tile centre's {np.median(np.linalg.norm(test.deltas[:, 0, :], axis=1)):.1f} px")
+    rows, cols = position_probe(train_x, train.deltas[:, 0, :], test_x, test.deltas[:, 0, :])
+    print(f"ridge(bottleneck -> true offset), fitted on the training split: correlation with the test "
+          f"split's true offsets {rows:.3f} (rows) / {cols:.3f} (columns)")
     print("| predictor | Spearman with the error, training split | test split |\n|---|---|---|")
     print(f"| the Cholesky head's uncertainty | {spearmanr(train_u, train_error)[0]:.3f} | "
           f"{spearmanr(test_u, test_error)[0]:.3f} |")
