@@ -169,3 +169,34 @@ def test_views_correspond_near_points_look_alike(synth):
     r, c = int(a[0]), int(a[1])
     under = city.color[r - 2:r + 3, c - 2:c + 3].reshape(-1, 3).astype(np.float32).mean(axis=0)
     assert np.abs(base[-2:].reshape(-1, 3).mean(axis=0) - under).max() < 25
+
+
+def test_ctrl_c_while_demo_draws_the_city_leaves_nothing_half_written(tmp_path):
+    """A real SIGINT to a real `python demo.py` while its threads draw the cities: exit 130, no
+    traceback, neither the dataset nor its temporary folder left behind."""
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tmp_path / "city"
+
+    def as_from_a_terminal():   # pytest hands its children an ignored SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+    child = subprocess.Popen([sys.executable, "demo.py", "--set", f"data.root={root}",
+                              "--set", f"runs_dir={tmp_path / 'runs'}"], cwd=repo,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), preexec_fn=as_from_a_terminal)
+    deadline = time.time() + 120
+    while not glob.glob(f"{root}.partial-*/*/panorama/*.jpg") and time.time() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    assert child.poll() is None and glob.glob(f"{root}.partial-*"), "the city was not being drawn"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert not os.path.exists(root) and not glob.glob(f"{root}.partial-*") and not glob.glob(f"{root}.old-*")

@@ -835,11 +835,17 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
 
     # each city has its own random stream ([seed, index]), so cities in parallel write the same bytes;
     # threads, because numpy and OpenCV release the GIL while they draw (2 cities: 26.9 s -> 15.4 s)
-    with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+    pool = ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1)))
+    try:
         for name, count in zip(names, pool.map(one_city, range(len(names)))):
             counts[name] = count
             if progress:
                 print(f"[synthetic] {name}: {count}", flush=True)
+    except BaseException:   # Ctrl-C or an error: the cities being drawn finish, then nothing half-written stays
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    pool.shutdown()
     with open(os.path.join(work, RESOLUTION_FILE), "w") as f:
         json.dump({name: float(meters_per_pixel) for name in names}, f, indent=1)
     manifest = {"generator": "utils.data.synthetic_vigor", "parameters": params, "cities": names,
