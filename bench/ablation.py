@@ -30,7 +30,7 @@ from utils.config import load_config  # noqa: E402
 from utils.training.trainer import run_stage  # noqa: E402
 
 # longer than the demo where the demo is shortest (the uncertainty stages)
-DEFAULT_OVERRIDES = ["stages.E_2_1.epochs=60", "stages.E_2_2.epochs=16", "stages.E_3.epochs=8"]
+DEFAULT_OVERRIDES = ["stages.E_2_1.epochs=60", "stages.E_2_2.epochs=30", "stages.E_3.epochs=8"]
 MEASURES = (  # (name, how to read it from one stage's results, unit)
     ("top-1 %", lambda r: 100 * r["retrieval"]["top1"]),
     ("hit rate %", lambda r: 100 * r["retrieval"]["hit_rate"]),
