@@ -1,6 +1,6 @@
 """What the fine localization uses, and how much of its error the Cholesky head's input can tell.
 
-    python bench/uncertainty_probe.py --checkpoint runs/demo/E_2_2/10
+    python bench/uncertainty_probe.py --checkpoint runs/demo/E_2_2/30
 
 For every training and test panorama with its positive tile: the bottleneck the Cholesky head
 reads, the heatmap's spatial mean and the head's uncertainty.
@@ -11,6 +11,9 @@ reads, the heatmap's spatial mean and the head's uncertainty.
 - A ridge regression from the (standardised) bottleneck onto log(error), fitted on the training
   split: its prediction's Spearman correlation with the test errors is the rank a regressor
   fitted to the error directly reaches from that input, next to the head's own.
+- Per tile: the mean error of the training panoramas of a test panorama's positive tile, as its
+  uncertainty (what a satellite-only uncertainty can reach when the heatmap is a satellite-only
+  prior), and how much of the head's uncertainty varies between tiles rather than within them.
 Not a test.
 """
 import os
@@ -96,6 +99,20 @@ def ridge_probe(train_x, train_error, test_x, test_error, alphas=ALPHAS):
     return rows
 
 
+def per_tile(train_tiles, train_error, test_tiles, test_error, test_u):
+    """(Spearman of the training split's per-tile mean error with the test errors, the share of
+    the head's test uncertainty variance that is between tiles, the number of test panoramas whose
+    tile has training panoramas)."""
+    mean_error = {tile: train_error[train_tiles == tile].mean() for tile in np.unique(train_tiles)}
+    known = np.array([tile in mean_error for tile in test_tiles])
+    estimate = np.array([mean_error[tile] for tile in test_tiles[known]])
+    tile_mean_u = np.empty_like(test_u)
+    for tile in np.unique(test_tiles):
+        tile_mean_u[test_tiles == tile] = test_u[test_tiles == tile].mean()
+    between = float(tile_mean_u.var() / test_u.var()) if test_u.var() > 0 else float("nan")
+    return float(spearmanr(estimate, test_error[known])[0]), between, int(known.sum())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="an E_2_2 or E_3 epoch folder")
@@ -128,6 +145,9 @@ def main(argv=None):
           f"{spearmanr(test_u, test_error)[0]:.3f} |")
     for alpha, (rho_train, rho_test) in ridge_probe(train_x, train_error, test_x, test_error).items():
         print(f"| ridge(bottleneck -> log error), alpha {alpha:g} | {rho_train:.3f} | {rho_test:.3f} |")
+    rho, between, known = per_tile(train.labels[:, 0], train_error, test.labels[:, 0], test_error, test_u)
+    print(f"| the training panoramas' mean error in the same tile ({known} test panoramas) | - | {rho:.3f} |")
+    print(f"share of the head's test uncertainty variance between tiles: {between:.2f}")
     return 0
 
 
