@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow.compat.v1 as tf
 
 from utils.config import load_config
@@ -40,3 +41,36 @@ def test_the_heads_alone_take_a_scaled_step_in_the_original_variables():
     np.testing.assert_array_equal(body_1, body_50)      # every other variable: the same bytes
     assert names_1 == names_50                          # one Adam: same slots and beta powers
     assert "train/beta1_power" in names_1 and "cholesky_block/dense/kernel/Adam" in names_1
+
+
+def _three_steps(overrides, scopes):
+    """Start (ones) minus each variable after 3 Adam steps at lr 1e-3 on sum(square(v))."""
+    schedule = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8"] + overrides).stages.E_2_2
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [tf.get_variable(scope, initializer=np.ones(2, np.float32)) for scope in scopes]
+        with tf.name_scope("train"):
+            train = stage_optimizer(tf.constant(1e-3), schedule).minimize(
+                tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables]))
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(3):
+                sess.run(train)
+            return {scope: float(1.0 - value[0]) for scope, value in zip(scopes, sess.run(variables))}
+
+
+def test_head_lr_scale_covers_the_heads_bottleneck_mlp_and_multiplies_with_the_cholesky_scale():
+    scopes = ["L/fc_delta_1/weights", "L_semi/mlp_bottleneck_semi/weights", "L/cholesky_block/dense/kernel",
+              "L_semi/cholesky_block_1/dense_2/kernel", "vgg_grd/conv1_1/weights", "decoder/decode/conv0_1/weights",
+              "spatial_grd/weights"]
+    moved = _three_steps(["stages.E_2_2.head_lr_scale=5", "stages.E_2_2.cholesky_lr_scale=2"], scopes)
+    expected = {"L/fc_delta_1/weights": 5, "L_semi/mlp_bottleneck_semi/weights": 5,
+                "L/cholesky_block/dense/kernel": 10, "L_semi/cholesky_block_1/dense_2/kernel": 10,
+                "vgg_grd/conv1_1/weights": 1, "decoder/decode/conv0_1/weights": 1, "spatial_grd/weights": 1}
+    for scope, factor in expected.items():   # Adam's first steps are ~lr x sign(gradient)
+        assert abs(moved[scope] - factor * 3e-3) < 1e-2 * factor * 3e-3, (scope, moved[scope])
+
+
+def test_a_head_scale_in_a_stage_without_heads_is_an_error_naming_the_key():
+    with pytest.raises(ValueError, match="head_lr_scale is 5 but this stage trains no variable in the scopes L/"):
+        _three_steps(["stages.E_2_2.head_lr_scale=5"], ["vgg_grd/conv1_1/weights", "fc_delta_1/weights"])
