@@ -28,8 +28,9 @@ def test_the_heads_alone_take_a_scaled_step_in_the_original_variables():
     cfg = load_config("configs/demo.yaml")
     assert cfg.stages.E_1a.cholesky_lr_scale == 1.0      # the original's optimizer unless a config asks
     assert type(stage_optimizer(1e-3, cfg.stages.E_1a)) is tf.train.AdamOptimizer
-    plain = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8"]).stages.E_2_2
-    scaled = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8",
+    plain = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8",
+                                              "stages.E_2_2.head_lr_scale=1"]).stages.E_2_2
+    scaled = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8", "stages.E_2_2.head_lr_scale=1",
                                                "stages.E_2_2.cholesky_lr_scale=50"]).stages.E_2_2
     assert isinstance(stage_optimizer(1e-3, scaled), HeadScaledAdam)
     (head_1, body_1), names_1 = _one_step(plain)
@@ -45,7 +46,8 @@ def test_the_heads_alone_take_a_scaled_step_in_the_original_variables():
 
 def _three_steps(overrides, scopes):
     """Start (ones) minus each variable after 3 Adam steps at lr 1e-3 on sum(square(v))."""
-    schedule = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8"] + overrides).stages.E_2_2
+    schedule = load_config("configs/demo.yaml", ["stages.E_2_2.adam_epsilon=1e-8", "stages.E_2_2.head_lr_scale=1"]
+                           + overrides).stages.E_2_2
     graph = tf.Graph()
     with graph.as_default():
         variables = [tf.get_variable(scope, initializer=np.ones(2, np.float32)) for scope in scopes]

@@ -34,7 +34,7 @@ class HeadScaledAdam(tf.train.AdamOptimizer):
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None):
         grads_and_vars = list(grads_and_vars)
-        names = [v.op.name for g, v in grads_and_vars if g is not None]
+        names = [v.name for g, v in grads_and_vars if g is not None]
         scopes = {"cholesky_lr_scale": (CHOLESKY_SCOPE, "a Cholesky block"),
                   "head_lr_scale": (HEAD_SCOPE, "the scopes L/ or L_semi/")}
         for key, (scope, where) in scopes.items():
