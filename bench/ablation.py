@@ -7,7 +7,7 @@ reported as mean +- std next to the direction of the papers' claims.
 
 The city is the same for every seed (data.synthetic.seed); the seed varies initialisation, batch
 order and mining. Each seed trains into runs/<experiment>_seed<N>/ (re-running continues where it
-stopped). Writes ablation.json, ablation.md and ablation.png to --out. 24 min 42 s for the 3
+stopped). Writes ablation.json, ablation.md and ablation.png to --out. 24 min 58 s for the 3
 seeds on a quiet 2-core machine (measured; the README's table); not a test.
 """
 import os
