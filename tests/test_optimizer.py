@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -76,3 +80,16 @@ def test_head_lr_scale_covers_the_heads_bottleneck_mlp_and_multiplies_with_the_c
 def test_a_head_scale_in_a_stage_without_heads_is_an_error_naming_the_key():
     with pytest.raises(ValueError, match="head_lr_scale is 5 but this stage trains no variable in the scopes L/"):
         _three_steps(["stages.E_2_2.head_lr_scale=5"], ["vgg_grd/conv1_1/weights", "fc_delta_1/weights"])
+
+
+def test_a_stage_script_given_a_head_scale_it_cannot_use_stops_with_one_line(city, tmp_path):
+    """A real `python train_first_E_1.py` whose E_1a (no SAMP heads) is given head_lr_scale 5."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    overrides = [f"data.root={city}", f"runs_dir={tmp_path}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
+                 "model.vgg_width=0.125", "stages.E_1a.head_lr_scale=5"]
+    done = subprocess.run([sys.executable, os.path.join(repo, "train_first_E_1.py")]
+                          + [f"--set={o}" for o in overrides], capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(lines) == 1 and "stages.E_1a.head_lr_scale is 5 but this stage trains no variable" in lines[0]
+    assert not os.path.exists(os.path.join(tmp_path, "demo", "E_1a", "1"))   # nothing trained, nothing saved

@@ -81,7 +81,7 @@ def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate):
         losses = as_stage_losses(stage.losses(net, inputs, cfg))
     rate = learning_rate(global_step) if callable(learning_rate) else tf.constant(float(learning_rate))
     with tf.name_scope("train"):
-        optimizer = stage_optimizer(rate, cfg.stages[stage.name])
+        optimizer = stage_optimizer(rate, cfg.stages[stage.name], stage.name)
         grads_and_vars = optimizer.compute_gradients(losses.terms["loss"])  # = optimizer.minimize
         train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
     return net, losses, rate, dist.summed_gradients(grads_and_vars), train_op

@@ -11,6 +11,8 @@ import re
 
 import tensorflow.compat.v1 as tf
 
+from utils.config import ConfigError
+
 CHOLESKY_SCOPE = re.compile(r"(^|/)cholesky_block(_\d+)?/")
 HEAD_SCOPE = re.compile(r"(^|/)L(_semi)?/")
 
@@ -28,9 +30,11 @@ def rate_scale(name, cholesky_lr_scale=1.0, head_lr_scale=1.0):
 class HeadScaledAdam(tf.train.AdamOptimizer):
     """Adam with learning rate `rate_scale(name) x lr` for each variable."""
 
-    def __init__(self, learning_rate, beta1, beta2, epsilon, cholesky_lr_scale=1.0, head_lr_scale=1.0):
+    def __init__(self, learning_rate, beta1, beta2, epsilon, cholesky_lr_scale=1.0, head_lr_scale=1.0,
+                 stage="<stage>"):
         super().__init__(learning_rate, beta1, beta2, epsilon=epsilon)
         self._scales = {"cholesky_lr_scale": float(cholesky_lr_scale), "head_lr_scale": float(head_lr_scale)}
+        self._stage = stage
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None):
         grads_and_vars = list(grads_and_vars)
@@ -39,8 +43,8 @@ class HeadScaledAdam(tf.train.AdamOptimizer):
                   "head_lr_scale": (HEAD_SCOPE, "the scopes L/ or L_semi/")}
         for key, (scope, where) in scopes.items():
             if self._scales[key] != 1.0 and not any(scope.search(n) for n in names):
-                raise ValueError(f"{key} is {self._scales[key]:g} but this stage trains no variable in {where} "
-                                 f"(SAMP's heads, stages E_2_1 to E_3): set it to 1 for this stage")
+                raise ConfigError(f"stages.{self._stage}.{key} is {self._scales[key]:g} but this stage trains no "
+                                  f"variable in {where} (SAMP's heads, trained in E_2_1 and E_2_2): set it to 1")
         return super().apply_gradients(grads_and_vars, global_step=global_step, name=name)
 
     def _scaled(self, var, apply):
@@ -67,10 +71,10 @@ class HeadScaledAdam(tf.train.AdamOptimizer):
         return self._scaled(var, lambda: super(HeadScaledAdam, self)._resource_apply_sparse(grad, var, indices))
 
 
-def stage_optimizer(rate, schedule):
+def stage_optimizer(rate, schedule, stage="<stage>"):
     """The stage's Adam: the original's unless `cholesky_lr_scale` or `head_lr_scale` differs from 1
     (docs/FAITHFULNESS.md, T16 and T18)."""
     scales = {"cholesky_lr_scale": float(schedule.cholesky_lr_scale), "head_lr_scale": float(schedule.head_lr_scale)}
     if all(value == 1.0 for value in scales.values()):
         return tf.train.AdamOptimizer(rate, 0.9, 0.999, epsilon=schedule.adam_epsilon)
-    return HeadScaledAdam(rate, 0.9, 0.999, schedule.adam_epsilon, **scales)
+    return HeadScaledAdam(rate, 0.9, 0.999, schedule.adam_epsilon, stage=stage, **scales)
