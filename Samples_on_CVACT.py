@@ -16,7 +16,7 @@ import sys
 import time
 
 from utils.data.cvact import CANBERRA_UTM_ZONE, DEFAULT_AERIAL_MPP, TILE, resample_cvact
-from utils.data.dataset import DataError
+from utils.errors import DataError
 
 
 def main(argv=None):

@@ -24,7 +24,7 @@ import numpy as np
 
 from utils.cli import run
 from utils.config import load_config
-from utils.data.dataset import DataError
+from utils.errors import DataError
 
 
 def _model_arguments(parser):

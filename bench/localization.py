@@ -30,11 +30,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.cli import run  # noqa: E402
 from utils.config import load_config, resolve_path  # noqa: E402
-from utils.data.dataset import DataError, parse_pano_name  # noqa: E402
+from utils.data.dataset import parse_pano_name  # noqa: E402
 from utils.data.splits import load_splits  # noqa: E402
 from utils.data.synthetic_raster import RASTER_NAME  # noqa: E402
-from utils.data.synthetic_sequences import (SEQUENCE_CSV, SEQUENCE_DIR, VALIDATION_DIR, VALIDATION_SEED,  # noqa: E402
-                                            VALIDATION_SEQUENCE_DIR, write_sequences, write_validation_panoramas)
+from utils.data.synthetic_sequences import (  # noqa: E402
+    SEQUENCE_CSV,
+    SEQUENCE_DIR,
+    VALIDATION_DIR,
+    VALIDATION_SEED,
+    VALIDATION_SEQUENCE_DIR,
+    write_sequences,
+    write_validation_panoramas,
+)
+from utils.errors import CheckpointError, DataError
 from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
@@ -321,7 +329,7 @@ def main(argv=None):
     started = time.time()
     checkpoint = args.checkpoint or ckpt.last_epoch_checkpoint(stage_dir(cfg, "E_3"))[1]
     if checkpoint is None:
-        raise ckpt.CheckpointError(f"no E_3 checkpoint in {stage_dir(cfg, 'E_3')}: run python demo.py first")
+        raise CheckpointError(f"no E_3 checkpoint in {stage_dir(cfg, 'E_3')}: run python demo.py first")
     results, settings = measure(cfg, checkpoint, args.sequences)
     print(f"{results['test_panoramas']} test panoramas of {len(results['cities'])} cities; checkpoint {checkpoint}; "
           f"top_k {settings.top_k}; {time.time() - started:.0f} s\n")

@@ -29,6 +29,7 @@ def _compare_steps(names, out_path):
     mirrored = Distribution({"distribute": {"strategy": "mirrored", "replicas": 2}})  # before TF starts
 
     from test_stage_losses import STAGES, UNCERTAINTIES, tiny_config
+
     from model.losses import semi_positive_weight
 
     cfg = tiny_config()
@@ -52,6 +53,7 @@ def _three_steps(stage, cfg, dist, start, e3_weights, events_dir):
     initialisers: the graph has no Saver, which would double its build time)."""
     import tensorflow.compat.v1 as tf
     from test_stage_losses import BATCH, LEARNING_RATE, SESSION_CONFIG, e3_feed_weights, feed_of, make_batch
+
     from utils.training.distribute import ShardedSession
     from utils.training.graph import build_training_graph
     parts = build_training_graph(stage, cfg, BATCH, LEARNING_RATE, dist, savers=False)
@@ -117,7 +119,8 @@ def _train(config_path):
     import train_second_E_2_2
     import train_third_E_3
     from utils.cli import run
-    from utils.training.trainer import TrainingStopped, run_stage
+    from utils.errors import TrainingStopped
+    from utils.training.trainer import run_stage
     stages = {"E_1a": train_first_E_1.E_1a, "E_1b": train_first_E_1.E_1b, "E_2_1": train_second_E_2_1.E_2_1,
               "E_2_2": train_second_E_2_2.E_2_2, "E_3": train_third_E_3.E_3}
 

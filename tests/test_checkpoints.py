@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from utils.errors import CheckpointError
 from utils.training import checkpoints as ckpt
 
 
@@ -46,11 +47,11 @@ def test_restore_by_name_and_selection(tmp_path):
         ckpt.restore_by_name(sess2, chosen, str(tmp_path))
         assert sess2.run(variables["vgg_sat/w"]).tolist() == [1.0, 2.0]
         assert sess2.run(variables["L/cholesky_block/dense/kernel"]).tolist() == [0.0]
-        with pytest.raises(ckpt.CheckpointError, match="not in the checkpoint.*decoder/x"):
+        with pytest.raises(CheckpointError, match="not in the checkpoint.*decoder/x"):
             ckpt.restore_by_name(sess2, tf.global_variables(), prefix)
     graph3, sess3, _, _ = _graph_with({"vgg_sat/w": [0.0, 0.0, 0.0]})
     with graph3.as_default():
-        with pytest.raises(ckpt.CheckpointError, match=r"vgg_sat/w: checkpoint shape \[2\], graph shape \[3\]"):
+        with pytest.raises(CheckpointError, match=r"vgg_sat/w: checkpoint shape \[2\], graph shape \[3\]"):
             ckpt.restore_by_name(sess3, tf.global_variables(), prefix)
-    with pytest.raises(ckpt.CheckpointError, match="no checkpoint at"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         ckpt.checkpoint_prefix(str(tmp_path / "nowhere"))

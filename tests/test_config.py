@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from utils.config import ConfigError, load_config
+from utils.config import load_config
+from utils.errors import ConfigError
 
 
 def test_defaults_are_the_original_hyper_parameters():
@@ -79,6 +80,7 @@ def test_init_from_path_can_be_set_as_the_docs_say():
 
 def test_E_3_weight_midpoint_is_a_number_or_the_median(tmp_path):
     import numpy as np
+
     from model.losses import semi_positive_weight
     from train_third_E_3 import weight_midpoint
 

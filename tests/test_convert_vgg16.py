@@ -5,6 +5,7 @@ import tensorflow.compat.v1 as tf
 
 from model.vgg import VGG16_LAYER_KEYS, Vgg16
 from utils import convert_vgg16
+from utils.errors import ConversionError
 
 # A narrow VGG16 (8 channels per block start) keeps the files tiny; the layout is Keras'.
 CHANNELS = (8, 8, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64)
@@ -79,7 +80,7 @@ def test_converted_file_initialises_the_backbone(tmp_path, graph):
 def test_missing_layer_names_file_and_layer(tmp_path, capsys):
     h5_path = tmp_path / "broken.h5"
     write_keras2_layout(str(h5_path), _random_layers(), skip="block4_conv2")
-    with pytest.raises(convert_vgg16.ConversionError, match=r"broken\.h5.*block4_conv2"):
+    with pytest.raises(ConversionError, match=r"broken\.h5.*block4_conv2"):
         convert_vgg16.read_keras_vgg16(str(h5_path))
     assert convert_vgg16.main(["--h5", str(h5_path), "--out", str(tmp_path / "x.npy")]) == 1
     assert "block4_conv2" in capsys.readouterr().err
@@ -91,7 +92,7 @@ def test_theano_ordered_kernel_is_refused(tmp_path):
     arrays[0] = (arrays[0][0].transpose(3, 2, 0, 1).copy(), arrays[0][1])
     h5_path = tmp_path / "th.h5"
     write_original_layout(str(h5_path), arrays)
-    with pytest.raises(convert_vgg16.ConversionError, match="block1_conv1"):
+    with pytest.raises(ConversionError, match="block1_conv1"):
         convert_vgg16.read_keras_vgg16(str(h5_path))
 
 

@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from utils.data import synthetic_vigor as sv
-from utils.data.dataset import (CORRECTED_MPP, PANO_LABELS, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST, DataError,
-                           load_index_from_root, load_vigor)
+from utils.data.dataset import (
+    CORRECTED_MPP,
+    PANO_LABELS,
+    SAME_AREA_TEST,
+    SAME_AREA_TRAIN,
+    SAT_LIST,
+    load_index_from_root,
+    load_vigor,
+)
 from utils.data.geo import ORIGINAL_MPP
+from utils.errors import DataError
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")

@@ -13,16 +13,15 @@ import rasterio
 from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 
-from utils.data.dataset import DataError, parse_pano_name, parse_sat_name
+from utils.data.dataset import parse_pano_name, parse_sat_name
 from utils.data.geo import utm_to_latlon
+from utils.errors import CheckpointError, DataError
 from utils.localization import fusion
 from utils.localization.database import build_database, check_matches_training, load_database
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly, with_floor
 from utils.localization.predict import read_panorama, require_finite
-from utils.localization.rerank import (consensus_scores, consensus_tiles, expanded_query, reference_graph,
-                                       spatial_rerank)
-from utils.training.checkpoints import CheckpointError
+from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UTM_18N = "EPSG:32618"
@@ -255,7 +254,6 @@ def test_query_expansion_lifts_the_tile_whose_look_alikes_agree():
     assert index.search(expanded[None], 3)[1][0].tolist() == [0, 1, 2]
 
 
-
 def test_consensus_shares_the_tiles_the_panoramas_agree_on():
     # three panoramas, six tiles: tile 4 is everyone's second choice, each first choice is private
     similarity = np.array([[0.9, 0.1, 0.1, 0.2, 0.8, 0.0],
@@ -412,9 +410,10 @@ def check_query_output(collection, db, panoramas, method):
 def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, checkpoint, tmp_path):
     """The tiny checkpoint with one aerial-branch weight set to NaN, run for real on the city's tiles."""
     import tensorflow.compat.v1 as tf
+
     from utils.config import load_config
+    from utils.errors import NonFiniteError
     from utils.localization.predict import LocalizationModel
-    from utils.evaluation.finite import NonFiniteError
     from utils.training.checkpoints import checkpoint_prefix
     prefix = checkpoint_prefix(checkpoint)
     broken = tmp_path / "E_2_1" / "1"

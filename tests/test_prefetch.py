@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from utils.data import synthetic_vigor as sv
-from utils.data.dataset import DataError, load_vigor
+from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader, Prefetcher, scan_grd, scan_pairs, scan_sat
 from utils.data.sampler import TrainSampler, make_batch
+from utils.errors import DataError
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 SAT, GRD = (32, 32), (32, 64)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils.data.dataset import DataError
 from utils.data.prefetch import ImageLoader, Prefetcher
 from utils.data.sampler import TrainSampler
+from utils.errors import CheckpointError, DataError, FolderBusy
 from utils.evaluation.retrieval import search, validate_top_blocked
 from utils.training import checkpoints as ckpt
 from utils.training import run_folder
@@ -122,14 +122,14 @@ def test_a_damaged_checkpoint_falls_back_on_resume_and_is_one_line_for_init_from
     point, skipped = ckpt.choose_resume_point(run)
     assert point == os.path.join(run, "1")
     assert len(skipped) == 1 and named in skipped[0]
-    with pytest.raises(ckpt.CheckpointError) as error:  # init_from naming this epoch
+    with pytest.raises(CheckpointError) as error:  # init_from naming this epoch
         ckpt.restore_by_name(sess, [weights], os.path.join(run, "2"))
     message = str(error.value)
     assert named in message and "re-running the stage" in message and "\n" not in message
     ckpt.restore_by_name(sess, [weights], point)  # the good epoch restores
     assert sess.run(weights)[0] == 1.0
     os.truncate(os.path.join(run, "1", "model.ckpt.index"), 0)
-    with pytest.raises(ckpt.CheckpointError, match="no saved point .* can be resumed.*--overwrite"):
+    with pytest.raises(CheckpointError, match="no saved point .* can be resumed.*--overwrite"):
         ckpt.choose_resume_point(run)
 
 
@@ -141,7 +141,7 @@ def test_a_corrupt_checkpoint_of_full_size_is_caught_by_its_checksum(tmp_path):
         f.seek(4000)
         f.write(b"\x7f" * 16)  # same size, wrong bytes
     assert ckpt.damage(os.path.join(run, "2", "model.ckpt")) is None
-    with pytest.raises(ckpt.CheckpointError, match="damaged checkpoint: .*2/model.ckpt cannot be read"):
+    with pytest.raises(CheckpointError, match="damaged checkpoint: .*2/model.ckpt cannot be read"):
         ckpt.restore_by_name(sess, [weights], os.path.join(run, "2"))
 
 
@@ -175,7 +175,7 @@ def test_a_full_disk_is_one_clear_line_and_leaves_nothing_behind(tmp_path):
         run = os.path.join(disk, "E_1a")
         os.makedirs(run)
         filler = fill(disk, 200 << 10)
-        with pytest.raises(ckpt.CheckpointError) as error:
+        with pytest.raises(CheckpointError) as error:
             _save_two_epochs(run)
         message = str(error.value)
         assert message.startswith(f"not enough free space in {run}: saving 1 needs ")
@@ -204,7 +204,7 @@ def test_a_second_process_cannot_use_a_locked_stage_folder(tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(run_folder.FolderBusy) as error:
+        with pytest.raises(FolderBusy) as error:
             run_folder.FolderLock(run)
         import socket
         message = str(error.value)
@@ -214,7 +214,7 @@ def test_a_second_process_cannot_use_a_locked_stage_folder(tmp_path):
         holder.kill()  # SIGKILL: the kernel releases the lock with the process
         holder.wait()
     with run_folder.FolderLock(run):
-        with pytest.raises(run_folder.FolderBusy, match=f"process {os.getpid()} "):
+        with pytest.raises(FolderBusy, match=f"process {os.getpid()} "):
             run_folder.FolderLock(run)  # another open of the folder in this very process
 
 
@@ -235,7 +235,7 @@ def test_leftovers_of_a_killed_save_are_removed_or_given_back(tmp_path):
 def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):
     run = str(tmp_path)
     _save_two_epochs(run)
-    with pytest.raises(ckpt.CheckpointError) as error:
+    with pytest.raises(CheckpointError) as error:
         run_folder.check_fresh_start(run, resume=False, overwrite=False)
     message = str(error.value)
     assert "epochs 1-2" in message and "--resume" in message and "--set experiment=" in message
@@ -266,8 +266,8 @@ def test_loss_target_convention_round_trips_through_inference():
 def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
     from utils.data.dataset import SplitIndex
     from utils.data.geo import Lat_Lng
-    from utils.evaluation.summaries import true_offsets
     from utils.evaluation.report import evaluate_outputs
+    from utils.evaluation.summaries import true_offsets
     resolution = np.array([0.05, 0.114, 0.2, 0.3, 0.5])  # per tile, none the default alone
     sat_gps = np.column_stack([40.0 + 0.001 * np.arange(5), np.full(5, -74.0)])
     delta = np.array([[100.0, -50.0], [-200.0, 120.0], [60.0, 250.0], [-150.0, -150.0], [280.0, 10.0]])
@@ -380,6 +380,7 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
     a real training process; then a damaged newest save and a killed save's leftovers. The result
     equals the uninterrupted run in every saved tensor, array and state."""
     import socket
+
     import train_first_E_1
     from tests.test_trainer import tiny_config
     from utils.training.stage import stage_dir
@@ -389,7 +390,7 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
 
     child = Child(city, runs, str(tmp_path / "marks-1"), resume=False)
     child.wait_for("step-1")
-    with pytest.raises(run_folder.FolderBusy, match=f"process {child.process.pid} on host {socket.gethostname()}"):
+    with pytest.raises(FolderBusy, match=f"process {child.process.pid} on host {socket.gethostname()}"):
         _run_quiet(train_first_E_1.E_1a, cfg, resume=True)  # item 5: a second run into the same folder
     status, last_line = child.signal_at("step-2", signal.SIGINT)
     assert status == 130 and "interrupted at epoch 1, step 2" in last_line and "--resume" in last_line
@@ -397,7 +398,7 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
     assert (state["next_epoch"], state["next_step"]) == (1, 2)
     assert tensors["Variable"] == 2  # the weights are those of exactly two steps (item 2)
 
-    with pytest.raises(ckpt.CheckpointError, match=r"already holds checkpoints \(an interrupted run\).*--resume"):
+    with pytest.raises(CheckpointError, match=r"already holds checkpoints \(an interrupted run\).*--resume"):
         _run_quiet(train_first_E_1.E_1a, cfg)  # item 5: a fresh run would mix with them
 
     child = Child(city, runs, str(tmp_path / "marks-2"), resume=True)
@@ -454,8 +455,8 @@ def test_a_diverged_update_is_never_saved_or_scored(city, tmp_path):
     the update is finite; the weights after it are not: no checkpoint, no metrics."""
     import train_first_E_1
     from tests.test_trainer import tiny_config
+    from utils.errors import TrainingStopped
     from utils.training.stage import stage_dir
-    from utils.training.trainer import TrainingStopped
     cfg = tiny_config(city, str(tmp_path), **{"stages.E_1a.lr": 1e9, "stages.E_1a.steps_per_epoch": 1,
                                               "stages.E_1a.epochs": 3})
     with pytest.raises(TrainingStopped) as stop:
@@ -473,7 +474,7 @@ def test_non_finite_descriptors_in_validation_are_an_error_naming_the_stage_and_
     training batches of 8 stay finite, so the checks before saving pass)."""
     import train_first_E_1
     from tests.test_trainer import tiny_config
-    from utils.evaluation.finite import NonFiniteError
+    from utils.errors import NonFiniteError
     from utils.training.stage import Stage, stage_dir
 
     def breaks_in_validation(inputs, cfg):
@@ -503,7 +504,7 @@ def test_a_full_disk_stops_the_trainer_cleanly_and_records_no_epoch_without_chec
         run = stage_dir(cfg, "E_1a")
         fill(disk, 3 << 20)
         for resume in (False, True):  # the same clean line again on --resume with the disk still full
-            with pytest.raises(ckpt.CheckpointError, match=f"not enough free space in {run}: saving 1 needs"):
+            with pytest.raises(CheckpointError, match=f"not enough free space in {run}: saving 1 needs"):
                 _run_quiet(train_first_E_1.E_1a, cfg, resume=resume)
             assert not os.path.exists(os.path.join(run, "metrics.json"))
             assert sorted(n for n in os.listdir(run) if n.endswith((".partial", ".tmp"))) == []
@@ -569,7 +570,7 @@ def test_ctrl_c_in_evaluate_does_not_talk_of_resume(reference, tmp_path):
 def test_evaluating_a_diverged_checkpoint_is_an_error_not_a_score(reference, tmp_path):
     """Item 1: evaluate.py on weights with a NaN used to exit 0 with 100 / 100 / 100 / 100."""
     import evaluate
-    from utils.evaluation.finite import NonFiniteError
+    from utils.errors import NonFiniteError
     from utils.training.stage import stage_dir
     source = os.path.join(stage_dir(reference, "E_1a"), "2")
     tensors, _, _ = ckpt.point_contents(source)

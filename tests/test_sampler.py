@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from utils.data import synthetic_vigor as sv
-from utils.data.dataset import DataError, load_vigor
+from utils.data.dataset import load_vigor
 from utils.data.sampler import MiningPool, PairScanner, TrainSampler, steps_per_epoch
+from utils.errors import DataError
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 

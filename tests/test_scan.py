@@ -14,11 +14,11 @@ from model import networks
 from model.inputs import Inputs
 from model.uncertainty import get_sigma, get_spatial_mean, get_uncertainty
 from utils.config import load_config
-from utils.data.dataset import DataError
 from utils.data.prefetch import ImageLoader
 from utils.data.splits import build_loader, load_splits
+from utils.errors import DataError
 from utils.evaluation.retrieval import validate_top_blocked
-from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass, readable_subset
+from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass, readable_subset
 from utils.metrics import validate_top
 from utils.training.stage import stage_dir
 from utils.training.trainer import Trainer, run_stage

@@ -12,8 +12,9 @@ import pytest
 
 from utils.config import load_config
 from utils.data import check
-from utils.data.dataset import CORRECTED_MPP, DataError, load_vigor
+from utils.data.dataset import CORRECTED_MPP, load_vigor
 from utils.data.splits import load_splits
+from utils.errors import DataError
 from utils.metrics import Lat_Lng, gps2distance
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "slicematch", "VIGOR_corrected_labels",

@@ -10,10 +10,11 @@ import train_first_E_1
 import train_second_E_2_1
 import train_second_E_2_2
 import train_third_E_3
-from utils.training import checkpoints as ckpt
 from utils.config import load_config
+from utils.errors import CheckpointError, TrainingStopped
+from utils.training import checkpoints as ckpt
 from utils.training.stage import Stage, stage_dir
-from utils.training.trainer import Trainer, TrainingStopped, run_stage
+from utils.training.trainer import Trainer, run_stage
 
 
 def tiny_overrides(city, runs, **stage_overrides):
@@ -176,7 +177,7 @@ def test_nan_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(city, tmp_
 
 def test_missing_previous_stage_is_a_clear_error(city, tmp_path):
     cfg = tiny_config(city, str(tmp_path))
-    with pytest.raises(ckpt.CheckpointError, match="stage E_2_1 has no checkpoint.*run it first"):
+    with pytest.raises(CheckpointError, match="stage E_2_1 has no checkpoint.*run it first"):
         Trainer(cfg, train_second_E_2_2.E_2_2, show_progress=False).run()
 
 

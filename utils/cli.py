@@ -4,13 +4,8 @@ Nothing here imports TensorFlow at import time: `run(..., tensorflow=False)` (th
 starts without it."""
 import sys
 
-from utils.config import ConfigError
-from utils.data.dataset import DataError
-from utils.evaluation.finite import NonFiniteError
+from utils.errors import EXPECTED, TrainingStopped
 from utils.startup import restore_ctrl_c
-from utils.training.checkpoints import CheckpointError
-
-EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteError, FileNotFoundError)
 
 
 def graph_mode():
@@ -31,15 +26,12 @@ def run(main, argv=None, interrupted=TRAINING_INTERRUPTED, tensorflow=True):
     `interrupted` is the line a Ctrl-C outside the training loop prints (the loop itself saves and
     says where); entry points that are not training say what a stop means for them. Until
     TensorFlow is loaded a Ctrl-C is still utils/startup.py's one line."""
-    stopped = ()   # catches nothing unless the trainer is loaded
     if tensorflow:
         graph_mode()
-        from utils.training.trainer import TrainingStopped
-        stopped = TrainingStopped
     restore_ctrl_c()
     try:
         return main(argv) or 0
-    except stopped as stop:
+    except TrainingStopped as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130 if stop.reason == "interrupted" else 1
     except EXPECTED as error:

@@ -16,12 +16,10 @@ import os
 
 import yaml
 
+from utils.errors import ConfigError
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "default.yaml")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 class OneOf:

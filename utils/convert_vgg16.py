@@ -24,14 +24,12 @@ import sys
 
 import numpy as np
 
+from utils.errors import ConversionError
+
 # (Keras layer group, tensorflow-vgg key), in network order.
 LAYER_MAP = tuple(("block%d_conv%d" % (block, i), "conv%d_%d" % (block, i))
                   for block, count in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3))
                   for i in range(1, count + 1))
-
-
-class ConversionError(ValueError):
-    pass
 
 
 def _decode(name):

@@ -19,9 +19,18 @@ import shutil
 import cv2
 import numpy as np
 
-from utils.data.dataset import (DATASET_HELP, PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN,
-                           SAT_LIST, DataError, pano_file_name, sat_file_name)
+from utils.data.dataset import (
+    DATASET_HELP,
+    PANO_LABELS,
+    RESOLUTION_FILE,
+    SAME_AREA_TEST,
+    SAME_AREA_TRAIN,
+    SAT_LIST,
+    pano_file_name,
+    sat_file_name,
+)
 from utils.data.geo import latlon_to_utm, tile_centre_for_offset, utm_to_latlon
+from utils.errors import DataError
 
 AERIAL_SIDE = 1200
 DEFAULT_AERIAL_MPP = 0.12        # metres per pixel of the 1200-px aerial images (assumed; see DATASET.md)
@@ -251,6 +260,7 @@ def make_tiny_cvact(directory, n=8, seed=0, pano_size=(128, 64), val_fraction=0.
     (1200 x 1200, north-up, centred on the camera) and streetview/*.jpg, drawn from one synthetic
     city so that the views correspond. Returns the list of panorama ids."""
     from scipy.io import savemat
+
     from utils.data import synthetic_vigor as sv
 
     rng = np.random.default_rng([seed, 99])

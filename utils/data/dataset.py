@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP
+from utils.errors import DataError
 
 CITIES = ("NewYork", "Seattle", "SanFrancisco", "Chicago")
 SAME_AREA_CITIES = ("Chicago", "NewYork", "Seattle", "SanFrancisco")  # SAMP's order (it fixes indices)
@@ -33,10 +34,6 @@ CORRECTED_SUFFIX = "__corrected"       # ... and its label files: same_area_bala
 CORRECTED_SOURCE = "https://github.com/tudelft-iv/SliceMatch/tree/main/VIGOR_corrected_labels"
 RESOLUTION_FILE = "meters_per_pixel.json"   # optional: {city: metres per pixel at 640 px}
 DATASET_HELP = "see data/DATASET.md for how to get the data and lay it out"
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file (and line) and says what to do."""
 
 
 # ---------------------------------------------------------------- file names

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from utils.data.dataset import DATASET_HELP, DataError, truncation
+from utils.data.dataset import DATASET_HELP, truncation
+from utils.errors import DataError
 from utils.polar import polar_transform
 
 BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.data.dataset import DataError
+from utils.errors import DataError
 
 
 @dataclass

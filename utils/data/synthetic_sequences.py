@@ -20,9 +20,19 @@ import os
 import cv2
 import numpy as np
 
-from utils.data.dataset import DataError, pano_file_name
-from utils.data.synthetic_vigor import (KIND_GROUND, QUARTER_LIMIT, _pano_prefix, city_and_rng, read_manifest,
-                                        render_ambiguous_panorama, render_panorama, sample_points, tile_grid)
+from utils.data.dataset import pano_file_name
+from utils.data.synthetic_vigor import (
+    KIND_GROUND,
+    QUARTER_LIMIT,
+    _pano_prefix,
+    city_and_rng,
+    read_manifest,
+    render_ambiguous_panorama,
+    render_panorama,
+    sample_points,
+    tile_grid,
+)
+from utils.errors import DataError
 
 SEQUENCE_DIR = "sequences"
 SEQUENCE_CSV = "sequences.csv"

@@ -1,9 +1,7 @@
 """A NaN is an error, never a score: the check every pass of a network over data goes through."""
 import numpy as np
 
-
-class NonFiniteError(RuntimeError):
-    """A network gave NaN or infinite values (descriptors, offsets, Sigma, weights)."""
+from utils.errors import NonFiniteError
 
 
 def count_non_finite(array):

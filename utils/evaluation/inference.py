@@ -9,10 +9,10 @@ import tensorflow.compat.v1 as tf
 
 from model import networks
 from model.inputs import Inputs
-from utils.data.dataset import DataError
 from utils.data.splits import build_loader, load_splits
+from utils.errors import DataError
 from utils.evaluation.retrieval import evaluation_search
-from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass, readable_subset
+from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass, readable_subset
 from utils.training import checkpoints as ckpt
 from utils.training.distribute import Distribution, ShardedSession
 

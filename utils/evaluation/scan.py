@@ -184,7 +184,7 @@ def readable_subset(index, sat_bad, grd_bad):
     sat_rows = np.flatnonzero(~sat_bad)
     grd_rows = np.flatnonzero(~grd_bad & ~sat_bad[index.labels[:, 0]])
     if len(sat_rows) == 0 or len(grd_rows) == 0:
-        from utils.data.dataset import DataError
+        from utils.errors import DataError
         raise DataError(f"{index.name}: no readable panorama with a readable positive tile is left "
                         f"({int(sat_bad.sum())} tiles, {int(grd_bad.sum())} panoramas unreadable)")
     new_position = np.full(index.num_sat, -1, np.int64)

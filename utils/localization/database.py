@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from utils.data.dataset import DataError, sat_file_name
+from utils.data.dataset import sat_file_name
+from utils.errors import DataError
 from utils.localization.frame import MetricFrame
 
 INFO_FILE = "database.json"

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from utils.data.dataset import DataError
+from utils.errors import DataError
 
 INDEX_DIR = "index"
 DESCRIPTORS = "descriptors.npy"

@@ -6,11 +6,12 @@ import os
 import cv2
 import numpy as np
 
-from utils.data.dataset import DataError, SplitIndex
+from utils.data.dataset import SplitIndex
 from utils.data.splits import build_loader
+from utils.errors import CheckpointError, DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
-from utils.training.checkpoints import CheckpointError, checkpoint_prefix
+from utils.training.checkpoints import checkpoint_prefix
 
 PANORAMA_RATIO_TOLERANCE = 0.01
 

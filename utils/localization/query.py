@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from utils.config import ConfigError
+from utils.errors import ConfigError
 from utils.localization import fusion
 from utils.localization.joint import localize_jointly
 from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank

@@ -19,13 +19,11 @@ import shutil
 
 import numpy as np
 
+from utils.errors import CheckpointError
+
 CKPT_NAME = "model.ckpt"
 INTERRUPTED = "interrupted"
 SAVE_MARGIN_BYTES = 1 << 20  # index, state.json and file-system blocks on top of the tensors
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def _tf():

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 
-from utils.config import ConfigError
+from utils.errors import ConfigError
 
 tf.disable_v2_behavior()  # graph mode before any strategy exists: MirroredStrategy picks its reductions by it
 

@@ -11,7 +11,7 @@ import re
 
 import tensorflow.compat.v1 as tf
 
-from utils.config import ConfigError
+from utils.errors import ConfigError
 
 CHOLESKY_SCOPE = re.compile(r"(^|/)cholesky_block(_\d+)?/")
 HEAD_SCOPE = re.compile(r"(^|/)L(_semi)?/")

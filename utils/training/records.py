@@ -17,7 +17,8 @@ from importlib import metadata
 
 import yaml
 
-from utils.config import REPO_ROOT, ConfigError, load_config
+from utils.config import REPO_ROOT, load_config
+from utils.errors import ConfigError
 
 CONFIG_FILE = "config.yaml"
 ENVIRONMENT_FILE = "environment.json"

@@ -14,14 +14,11 @@ import os
 import shutil
 import socket
 
-from utils.training.checkpoints import INTERRUPTED, CheckpointError, epoch_dirs
+from utils.errors import CheckpointError, FolderBusy
+from utils.training.checkpoints import INTERRUPTED, epoch_dirs
 
 LOCK_FILE = ".lock"
 LEFTOVER_SUFFIXES = (".partial", ".old", ".tmp")
-
-
-class FolderBusy(CheckpointError):
-    """Another live process holds the stage folder."""
 
 
 class FolderLock:

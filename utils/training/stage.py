@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from utils.config import resolve_path
+from utils.errors import CheckpointError
 from utils.training import checkpoints as ckpt
 
 
@@ -64,7 +65,7 @@ def previous_checkpoint(cfg, init_from):
     run_dir = stage_dir(cfg, init_from["stage"])
     epochs = ckpt.epoch_dirs(run_dir)
     if not epochs:
-        raise ckpt.CheckpointError(
+        raise CheckpointError(
             f"stage {init_from['stage']} has no checkpoint in {run_dir}: run it first "
             f"(or set init_from.path to a checkpoint written by the original code)")
     wanted = init_from.get("epoch", "last")
@@ -73,4 +74,4 @@ def previous_checkpoint(cfg, init_from):
     for epoch, path in epochs:
         if epoch == int(wanted):
             return epoch, path
-    raise ckpt.CheckpointError(f"{run_dir} has no epoch {wanted} (it has {[e for e, _ in epochs]})")
+    raise CheckpointError(f"{run_dir} has no epoch {wanted} (it has {[e for e, _ in epochs]})")

@@ -17,11 +17,13 @@ from tqdm import tqdm
 from utils.data.prefetch import Prefetcher
 from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
+from utils.errors import TrainingStopped
 from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import validate_top_blocked
-from utils.evaluation.scan import ScanNetwork, Scanner, descriptor_pass
+from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt, records, run_folder
+from utils.training import checkpoints as ckpt
+from utils.training import records, run_folder
 from utils.training.distribute import PEER_ERRORS, Distribution, ShardedSession
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
@@ -46,14 +48,6 @@ class LossMeter:
 
     def load(self, state):
         self.total, self.count = float(state[0]), int(state[1])
-
-
-class TrainingStopped(RuntimeError):
-    """Training stopped on purpose; `reason` is "interrupted" or "non_finite", the message says what was kept."""
-
-    def __init__(self, message, reason):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass

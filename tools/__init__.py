@@ -1,0 +1,1 @@
+"""Command-line tools besides the stage scripts: `python -m tools.<name> --help`."""
