@@ -8,8 +8,8 @@ Generates the synthetic city (VIGOR's formats) if missing, trains E_1a -> E_1b, 
 retrieval and localization results next to the chance and tile-centre baselines.
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 from utils.reproducible import pin_numerics
 
@@ -26,7 +26,7 @@ import train_first_E_1  # noqa: E402
 import train_second_E_2_1  # noqa: E402
 import train_second_E_2_2  # noqa: E402
 import train_third_E_3  # noqa: E402
-from utils.training import checkpoints as ckpt  # noqa: E402
+from utils.session import checkpoints as ckpt  # noqa: E402
 from utils.config import load_config, stage_argument_parser  # noqa: E402
 from utils.evaluation.report import evaluate_outputs  # noqa: E402
 from utils.config import resolve_path  # noqa: E402

@@ -12,8 +12,8 @@
 Writes results.json, results.md, per_query.npz, PNG figures, config.yaml and environment.json to --out.
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import argparse
 import glob
@@ -73,7 +73,7 @@ def chief_or_worker(cfg):
     command and scans its share, and the chief alone writes."""
     if (cfg.get("distribute") or {}).get("strategy", "none") != "multi_worker":
         return None
-    from utils.training.distribute import Distribution
+    from utils.session.distribute import Distribution
     dist = Distribution(cfg)
     return None if dist.is_chief else dist.worker
 

@@ -12,8 +12,8 @@ sigma ellipses. --joint also localizes the panoramas together, from a CSV of the
 positions (columns panorama, east_m, north_m: metres from any common point).
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import argparse
 import csv

@@ -7,8 +7,8 @@ E_1b  continues from E_1a's last epoch with a semi-positive tile per panorama: t
       delta / 320. (SAMP's E_2_1 starts from E_1a, not E_1b; E_1b is VIGOR's full model.)
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import sys
 

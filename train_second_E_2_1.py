@@ -6,8 +6,8 @@ is the distance between the heatmap's spatial mean and the true point, on the po
 the semi-positive tile, plus the triplet loss. Constant learning rate, mining from epoch 2.
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import sys
 

@@ -6,8 +6,8 @@ mean; the loss is the Gaussian negative log-likelihood of the true point (semi-p
 positive x 1e-3) plus the triplet loss. Learning rate 5e-6 decayed by 0.9 every 910 steps.
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import sys
 

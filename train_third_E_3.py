@@ -8,8 +8,8 @@ W_z = ratio * sim_pos / sim_semi - 1: an ambiguous semi-positive (large u) is pu
 towards its IOU ratio. Learning rate 1e-6 decayed by 0.9 per epoch, no mining.
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import os
 import sys

@@ -60,14 +60,15 @@ def feed_for(parts, batch, rng):
 
 def speed(args):
     """Steps/s of one stage with args.replicas replicas (run in its own process)."""
+    from utils.cli import graph_mode
     from utils.config import load_config
-    from utils.training.distribute import Distribution, ShardedSession
+    from utils.session.distribute import Distribution, ShardedSession
+    graph_mode()
     overrides = [f"distribute.strategy={'mirrored' if args.replicas > 1 else 'none'}",
                  f"distribute.replicas={args.replicas}"]
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), overrides)
     dist = Distribution(cfg)
     import numpy as np
-    import tensorflow.compat.v1 as tf
     from utils.training.graph import build_training_graph
     from utils.training.stage import batch_sizes
     stage = stage_of(args.stage)
@@ -91,9 +92,11 @@ def volume(stage_name):
     """(bytes all-reduced, bytes all-gathered, parameters) per step of a stage at the paper's size."""
     import numpy as np
     import tensorflow.compat.v1 as tf
+    from utils.cli import graph_mode
     from utils.config import load_config
     from utils.training.graph import build_training_graph
     from utils.training.stage import batch_sizes
+    graph_mode()
     cfg = load_config(None, ["model.vgg16_npy=random"])
     stage = stage_of(stage_name)
     batch = batch_sizes(cfg.stages[stage_name].batch_size, stage.with_semi)
@@ -143,7 +146,9 @@ def drift_run(args):
     os.environ.update(environment)
     import dataclasses
     from utils.config import load_config
-    from utils.training.distribute import Distribution
+    from utils.cli import graph_mode
+    from utils.session.distribute import Distribution
+    graph_mode()
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
                       list(args.overrides) + overrides + [f"runs_dir={args.out}/{args.variant}"])
     Distribution(cfg)  # logical devices before TensorFlow starts
@@ -161,7 +166,7 @@ def drift_run(args):
 def trained_weights(run_dir):
     """{variable: value} of the stage's last checkpoint, without Adam's slots and the step counter."""
     import tensorflow.compat.v1 as tf
-    from utils.training import checkpoints as ckpt
+    from utils.session import checkpoints as ckpt
     _, path = ckpt.last_epoch_checkpoint(run_dir)
     prefix = ckpt.checkpoint_prefix(path)
     return {name: tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)

@@ -47,7 +47,7 @@ from utils.localization.database import INFO_FILE, build_database, load_database
 from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.localization.query import Localizer, Settings  # noqa: E402
-from utils.training import checkpoints as ckpt  # noqa: E402
+from utils.session import checkpoints as ckpt  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
 THRESHOLDS = (10.0, 25.0)

@@ -73,7 +73,7 @@ def finish(runs_dir, epochs, log):
 
 
 def final_state(runs_dir, epochs):
-    from utils.training.checkpoints import point_contents
+    from utils.session.checkpoints import point_contents
     return point_contents(os.path.join(runs_dir, "demo", "E_1a", str(epochs)))
 
 

@@ -37,7 +37,7 @@ from utils.data.prefetch import scan_pairs  # noqa: E402
 from utils.data.splits import build_loader, load_splits  # noqa: E402
 from utils.evaluation.inference import restore_network  # noqa: E402
 from utils.evaluation.scan import heatmap_to_delta  # noqa: E402
-from utils.training import checkpoints as ckpt  # noqa: E402
+from utils.session import checkpoints as ckpt  # noqa: E402
 
 HEAD_INPUT = "L/cholesky_block/dense/xw_plus_b/MatMul"   # its first input: the head's view of the bottleneck
 ALPHAS = (1.0, 10.0, 100.0, 1000.0)

@@ -2,14 +2,15 @@
 global-average-pooling heads, optionally with a semi-positive satellite input and an offset
 (delta) regression head.
 
-Signatures and return orders are VIGOR's (models.py). Extra keyword arguments build smaller
+Signatures and return orders are VIGOR's (models.py); the returned tuples also name their end
+points (model/end_points.py). Extra keyword arguments build smaller
 models; their defaults are the paper's. Descriptor sizes follow from the static input shapes.
 Common extras: vgg_path (None: data/vgg16.npy, or "random"), vgg_width (channel multiplier),
 vgg_seed (seed of the random backbone; the satellite branch uses vgg_seed + 1).
 """
 import tensorflow.compat.v1 as tf
 
-from model import layers
+from model import end_points, layers
 from model.vgg import Vgg16
 
 
@@ -106,8 +107,8 @@ def clean_siamese(x_sat, x_grd, keep_prob, cam=False, fc_dim=4096, vgg_path=None
     sat_global, grd_global, _, _, fc_sat, fc_grd = siamese_gap_fc(
         sat_local, grd_local, "Gap_local", keep_prob, fc_dim=fc_dim)
     if cam:
-        return sat_global, grd_global, sat_local, grd_local, fc_sat, fc_grd
-    return sat_global, grd_global, sat_local, grd_local
+        return end_points.SiameseWithFc(sat_global, grd_global, sat_local, grd_local, fc_sat, fc_grd)
+    return end_points.Siamese(sat_global, grd_global, sat_local, grd_local)
 
 
 def SAFA(x_sat, x_grd, dimension=8, trainable=True, original=False, vgg_path=None,
@@ -120,8 +121,9 @@ def SAFA(x_sat, x_grd, dimension=8, trainable=True, original=False, vgg_path=Non
     sat_map = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     sat_global, sat_local = safa_aggregate(sat_map, dimension, trainable, "spatial_sat")
     if original:
-        return l2_normalized(sat_global), l2_normalized(grd_global), sat_global, grd_global, sat_map, grd_map
-    return l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local
+        return end_points.SafaOriginal(l2_normalized(sat_global), l2_normalized(grd_global), sat_global, grd_global,
+                                       sat_map, grd_map)
+    return end_points.Siamese(l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local)
 
 
 def _safa_with_semi(x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width,
@@ -143,7 +145,8 @@ def SAFA_semi(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, vgg_path=No
     """Returns (sat_global, sat_global_semi, grd_global, sat_local, grd_local)."""
     sat_global, semi_global, grd_global, sat_local, grd_local = _safa_with_semi(
         x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width, vgg_seed)
-    return l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local
+    return end_points.WithSemi(l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global),
+                               sat_local, grd_local)
 
 
 def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2,
@@ -152,8 +155,8 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2,
     sat_global, semi_global, grd_global, sat_local, grd_local = _safa_with_semi(
         x_sat, x_sat_semi, x_grd, dimension, trainable, vgg_path, vgg_width, vgg_seed)
     delta = _offset_head(sat_global, grd_global, out_dim, delta_hidden)
-    return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local,
-            delta)
+    return end_points.WithSemiOffset(l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global),
+                                     sat_local, grd_local, delta)
 
 
 def SAFA_delta_validate(x_sat, x_grd, dimension=8, trainable=True, out_dim=2,
@@ -165,7 +168,7 @@ def SAFA_delta_validate(x_sat, x_grd, dimension=8, trainable=True, out_dim=2,
     sat_map = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     sat_global, sat_local = safa_aggregate(sat_map, dimension, trainable, "spatial_sat")
     delta = _offset_head(sat_global, grd_global, out_dim, delta_hidden)
-    return l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local, delta
+    return end_points.WithOffset(l2_normalized(sat_global), l2_normalized(grd_global), sat_local, grd_local, delta)
 
 
 def _gap_fc_no_dropout(sat_local, grd_local, fc_dim):
@@ -189,7 +192,8 @@ def clean_siamese_delta(x_sat, x_sat_semi, x_grd, out_dim=2, fc_dim=4096, delta_
     fc_both, fc_grd = _gap_fc_no_dropout(sat_local, grd_local, fc_dim)
     fc_sat, fc_semi = tf.split(fc_both, 2, axis=0)
     delta = _offset_head(fc_sat, fc_grd, out_dim, delta_hidden)
-    return l2_normalized(fc_sat), l2_normalized(fc_semi), l2_normalized(fc_grd), sat_local, grd_local, delta
+    return end_points.WithSemiOffset(l2_normalized(fc_sat), l2_normalized(fc_semi), l2_normalized(fc_grd),
+                                     sat_local, grd_local, delta)
 
 
 def clean_siamese_delta_validate(x_sat, x_grd, out_dim=2, fc_dim=4096, delta_hidden=512,
@@ -199,4 +203,4 @@ def clean_siamese_delta_validate(x_sat, x_grd, out_dim=2, fc_dim=4096, delta_hid
     sat_local = vgg_features(x_sat, "vgg_sat", vgg_path, vgg_width, vgg_seed + 1)[-1]
     fc_sat, fc_grd = _gap_fc_no_dropout(sat_local, grd_local, fc_dim)
     delta = _offset_head(fc_sat, fc_grd, out_dim, delta_hidden)
-    return l2_normalized(fc_sat), l2_normalized(fc_grd), sat_local, grd_local, delta
+    return end_points.WithOffset(l2_normalized(fc_sat), l2_normalized(fc_grd), sat_local, grd_local, delta)

@@ -8,7 +8,7 @@ Per branch (scope L for the positive, L_semi for the semi-positive):
 """
 import tensorflow.compat.v1 as tf
 
-from model import layers
+from model import end_points, layers
 from model.decoder import decoder
 from model.models import l2_normalized, fc_layer, safa_aggregate, vgg_features
 from model.uncertainty import get_cholesky
@@ -37,7 +37,7 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
                vgg_path=None, vgg_width=1.0, vgg_seed=0):
     """SAMP's two-decoder SAFA_delta.
 
-    Returns (sat_global, sat_global_semi, grd_global, sat_local, grd_local, heatmap,
+    Returns (model/end_points.py's Samp) (sat_global, sat_global_semi, grd_global, sat_local, grd_local, heatmap,
     heatmap_semi, L, L_semi); with original=True (sat_global, sat_global_semi, grd_global,
     sat_global_raw, grd_global_raw, sat_local, grd_local, sat_conv5_3, grd_conv5_3, heatmap,
     heatmap_semi, L, L_semi). Descriptors *_global are L2-normalised, *_raw are not; sat_local
@@ -67,7 +67,8 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
         heatmap = _heatmap(bottleneck, pos_maps, trainable, "decode", decoder_width)
 
     if original:
-        return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_global, grd_global,
-                sat_local, grd_local, sat_maps[-1], grd_map, heatmap, heatmap_semi, L, L_semi)
-    return (l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global), sat_local, grd_local,
-            heatmap, heatmap_semi, L, L_semi)
+        return end_points.SampOriginal(l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global),
+                                       sat_global, grd_global, sat_local, grd_local, sat_maps[-1], grd_map,
+                                       heatmap, heatmap_semi, L, L_semi)
+    return end_points.Samp(l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global),
+                           sat_local, grd_local, heatmap, heatmap_semi, L, L_semi)

@@ -25,7 +25,9 @@ STEPS = 3
 
 
 def _compare_steps(names, out_path):
-    from utils.training.distribute import Distribution
+    from utils.cli import graph_mode
+    from utils.session.distribute import Distribution
+    graph_mode()
     mirrored = Distribution({"distribute": {"strategy": "mirrored", "replicas": 2}})  # before TF starts
 
     from test_stage_losses import STAGES, UNCERTAINTIES, tiny_config
@@ -54,7 +56,7 @@ def _three_steps(stage, cfg, dist, start, e3_weights, events_dir):
     import tensorflow.compat.v1 as tf
     from test_stage_losses import BATCH, LEARNING_RATE, SESSION_CONFIG, e3_feed_weights, feed_of, make_batch
 
-    from utils.training.distribute import ShardedSession
+    from utils.session.distribute import ShardedSession
     from utils.training.graph import build_training_graph
     parts = build_training_graph(stage, cfg, BATCH, LEARNING_RATE, dist, savers=False)
     parts.graph.finalize()
@@ -112,7 +114,9 @@ def _train(config_path):
     with open(config_path) as f:
         job = json.load(f)
     from utils.config import load_config
-    from utils.training.distribute import Distribution
+    from utils.cli import graph_mode
+    from utils.session.distribute import Distribution
+    graph_mode()
     Distribution(load_config(job["config"], job["overrides"]))  # devices and cluster before TF starts
     import train_first_E_1
     import train_second_E_2_1

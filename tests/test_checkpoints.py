@@ -5,7 +5,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from utils.errors import CheckpointError
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 
 
 def _graph_with(values):
@@ -26,10 +26,10 @@ def test_save_point_is_atomic_and_resume_picks_the_newest(tmp_path):
     ckpt.save_point(sess, saver, run, "2", {"next_epoch": 3, "next_step": 0}, {"x": np.arange(3)})
     os.makedirs(os.path.join(run, "3.partial"))  # a save killed half-way never counts
     assert [e for e, _ in ckpt.epoch_dirs(run)] == [1, 2]
-    assert ckpt.resume_point(run).endswith("2")
+    assert ckpt.choose_resume_point(run)[0].endswith("2")
     ckpt.save_point(sess, saver, run, ckpt.INTERRUPTED, {"next_epoch": 3, "next_step": 4}, {"x": np.arange(3)})
-    assert ckpt.resume_point(run).endswith(ckpt.INTERRUPTED)
-    state, arrays = ckpt.load_point(ckpt.resume_point(run))
+    assert ckpt.choose_resume_point(run)[0].endswith(ckpt.INTERRUPTED)
+    state, arrays = ckpt.load_point(ckpt.choose_resume_point(run)[0])
     assert state["next_step"] == 4 and arrays["x"].tolist() == [0, 1, 2]
     ckpt.prune_epochs(run, keep=1)
     assert [e for e, _ in ckpt.epoch_dirs(run)] == [2]

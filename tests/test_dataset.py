@@ -68,7 +68,6 @@ def test_resolutions(synth):
     train, _ = load_vigor(synth, resolution="corrected")
     for city, mpp in CORRECTED_MPP.items():
         assert np.allclose(train.meters_per_pixel[train.sat_city == city], mpp)
-    assert np.allclose(train.grd_meters_per_pixel(), [CORRECTED_MPP[c] for c in train.grd_city])
     train, _ = load_vigor(synth, resolution=0.2)
     assert np.allclose(train.meters_per_pixel, 0.2)
     train, _ = load_index_from_root(synth)                 # meters_per_pixel.json of the generator

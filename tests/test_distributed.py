@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = os.path.join(REPO, "tests", "distributed_cases.py")

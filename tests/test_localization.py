@@ -323,7 +323,7 @@ def checkpoint(city, tmp_path_factory):
     """A tiny SAMP network trained for a few steps (E_2_1 from scratch) on the tiny city."""
     import train_second_E_2_1
     from utils.config import load_config
-    from utils.training import checkpoints as ckpt
+    from utils.session import checkpoints as ckpt
     from utils.training.stage import stage_dir
     from utils.training.trainer import run_stage
     runs = str(tmp_path_factory.mktemp("runs"))
@@ -414,7 +414,7 @@ def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, 
     from utils.config import load_config
     from utils.errors import NonFiniteError
     from utils.localization.predict import LocalizationModel
-    from utils.training.checkpoints import checkpoint_prefix
+    from utils.session.checkpoints import checkpoint_prefix
     prefix = checkpoint_prefix(checkpoint)
     broken = tmp_path / "E_2_1" / "1"
     broken.mkdir(parents=True)

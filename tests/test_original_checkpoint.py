@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import models
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 
 LEGACY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy")
 

@@ -22,7 +22,7 @@ from utils.data.prefetch import ImageLoader, Prefetcher
 from utils.data.sampler import TrainSampler
 from utils.errors import CheckpointError, DataError, FolderBusy
 from utils.evaluation.retrieval import search, validate_top_blocked
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 from utils.training import run_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,7 +229,7 @@ def test_leftovers_of_a_killed_save_are_removed_or_given_back(tmp_path):
     removed = run_folder.remove_leftovers(run)
     assert removed == ["2.partial", "3.partial", "metrics.json.tmp"]
     assert sorted(os.listdir(run)) == ["1", "2"]
-    assert ckpt.resume_point(run) == os.path.join(run, "2")
+    assert ckpt.choose_resume_point(run)[0] == os.path.join(run, "2")
 
 
 def test_a_fresh_run_into_a_folder_with_checkpoints_is_refused(tmp_path):

@@ -24,7 +24,7 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 import train_first_E_1
 from utils.config import load_config
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 from utils.training.stage import stage_dir
 from utils.training.trainer import run_stage
 city, runs = sys.argv[1], sys.argv[2]

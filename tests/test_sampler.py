@@ -4,7 +4,7 @@ import pytest
 
 from utils.data import synthetic_vigor as sv
 from utils.data.dataset import load_vigor
-from utils.data.sampler import MiningPool, PairScanner, TrainSampler, steps_per_epoch
+from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.errors import DataError
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
@@ -140,16 +140,3 @@ def test_exclude_and_replace(train):
     replaced = sampler.replace_sample(batch, 0)
     assert replaced.grd[0] != batch.grd[0] and np.array_equal(replaced.grd[1:], batch.grd[1:])
     assert_no_shared_reference(train, replaced)
-
-
-def test_pair_scanner_visits_every_panorama_in_order(train):
-    scanner = PairScanner(train, 7, semi_column=2)
-    batches = list(scanner)
-    assert len(batches) == len(scanner) == -(-train.num_grd // 7)
-    assert np.array_equal(np.concatenate([b.grd for b in batches]), np.arange(train.num_grd))
-    assert all((b.semi_choice == 2).all() and (b.semi == train.labels[b.grd, 2]).all() for b in batches)
-    padded = list(PairScanner(train, 7, semi_column=3, pad_last=True))
-    assert all(len(b) == 7 for b in padded)
-    assert padded[-1].valid == train.num_grd - 7 * (len(padded) - 1)
-    with pytest.raises(ValueError):
-        PairScanner(train, 7, semi_column=0)

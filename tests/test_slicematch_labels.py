@@ -155,16 +155,16 @@ def test_check_figures_equal_vigor_formulas_line_by_line(side_by_side):
 
 CHECK_AS_RUN = """
 import runpy, sys
-sys.argv[0] = "utils/data/check.py"
+sys.argv[0] = "tools/check_data.py"
 try:
-    runpy.run_module("utils.data.check", run_name="__main__", alter_sys=True)
+    runpy.run_module("tools.check_data", run_name="__main__", alter_sys=True)
 except SystemExit as stop:
     print("exit", stop.code, "tensorflow loaded:", "tensorflow" in sys.modules)
 """
 
 
 def run_check(*args):
-    """`python -m utils.data.check ARGS` in its own process; (stdout, stderr)."""
+    """`python -m tools.check_data ARGS` in its own process; (stdout, stderr)."""
     done = subprocess.run([sys.executable, "-c", CHECK_AS_RUN] + list(args), capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
     return done.stdout, done.stderr

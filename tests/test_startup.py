@@ -67,7 +67,7 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line_and_130():
 def test_ctrl_c_while_the_dataset_check_starts_is_one_line_and_130():
     # the check starts in about half a second: the signal lands in its imports or, at worst, in
     # argparse after utils.cli.run took Ctrl-C back; either way one line and 130
-    child = ImportingChild(["-m", "utils.data.check", "--help"], marker="utils.startup")
+    child = ImportingChild(["-m", "tools.check_data", "--help"], marker="utils.startup")
     child.interrupt_when_seen()
     status, said = child.finish()
     assert status == 130 and "Traceback" not in said, (status, said[-2000:])

@@ -12,7 +12,7 @@ import train_second_E_2_2
 import train_third_E_3
 from utils.config import load_config
 from utils.errors import CheckpointError, TrainingStopped
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 from utils.training.stage import Stage, stage_dir
 from utils.training.trainer import Trainer, run_stage
 

@@ -6,7 +6,8 @@ on the same inputs; their paths are listed in docs/ARCHITECTURE.md:
     gps2distance, Lat_Lng, distance_accuracy VIGOR evaluate_from_npy.py
 `distance_score` feeds training (the IOU ratio of the semi-positive loss); it stays here, at the
 reference API's path. gps2distance and Lat_Lng are defined with the rest of the GPS maths in
-utils/data/geo.py and exported here under their reference path.
+utils/data/geo.py, distance_accuracy with the other summaries in utils/evaluation/summaries.py, and
+exported here under their reference path. Nothing below training imports this module.
 Offsets (`delta`) are in pixels of the 640-pixel tile: row = 320 + delta[0],
 column = 320 - delta[1].
 """
@@ -14,10 +15,7 @@ import numpy as np
 
 from utils.data.geo import Lat_Lng, gps2distance  # noqa: F401 (the reference API's path)
 from utils.evaluation.retrieval import validate_top_blocked
-
-# VIGOR's accuracy curve: thresholds 1.1 ** (i / 5) for i = 1 .. 499 (1.02 m to ~1.3 km).
-DISTANCE_THRESHOLDS = np.array([1.1 ** (i / 5.0) for i in range(1, 500)])
-
+from utils.evaluation.summaries import distance_accuracy  # noqa: F401 (the reference API's path)
 
 def validate_top(grd_descriptor, sat_descriptor, test_label):
     """(top1%, top1, top5, hit_rate) as fractions, with the original's definitions.
@@ -54,11 +52,3 @@ def _square_iou(delta, L):
     overlap = (1.0 - np.abs(delta[:, 0]) / L) * (1.0 - np.abs(delta[:, 1]) / L)
     # intersection / union with union = 2 - intersection, both in units of L * L
     return 1.0 / (1.0 - overlap / 2.0) - 1.0
-
-
-def distance_accuracy(distance_list):
-    """VIGOR's curve: (thresholds, share of distances strictly below each threshold)."""
-    distances = np.asarray(distance_list, dtype=np.float64)
-    sorted_distances = np.sort(distances)
-    below = np.searchsorted(sorted_distances, DISTANCE_THRESHOLDS, side="left")
-    return DISTANCE_THRESHOLDS.copy(), below / distances.shape[0]

@@ -1,7 +1,7 @@
 """Ctrl-C while an entry point is still starting (importing TensorFlow takes seconds): one line
 and exit status 130, not a traceback from deep inside an import.
 
-Imports nothing heavy. Every entry script calls `quiet_ctrl_c()` before its other imports;
+Imports nothing heavy. Every entry script calls `begin()` before its other imports;
 `utils.cli.run` calls `restore_ctrl_c()` once TensorFlow is loaded, after which a Ctrl-C is the
 usual KeyboardInterrupt that run (and the trainer's own handler) turn into their messages.
 """
@@ -23,6 +23,13 @@ def _stop_quietly(signum, frame):
             pass
     os.write(2, f"\n{STARTING_INTERRUPTED}\n".encode())
     os._exit(130)
+
+
+def begin():
+    """An entry point's first call, before it imports TensorFlow: TensorFlow's C++ info lines off
+    (unless TF_CPP_MIN_LOG_LEVEL is set; 0 shows them) and a quiet Ctrl-C while starting."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_ctrl_c()
 
 
 def quiet_ctrl_c():

@@ -1,6 +1,6 @@
 """Check a dataset before days of training: do the labels fit the resolution, do the images read?
 
-    python -m utils.data.check --config configs/vigor_same_area_corrected.yaml [--images] [--out FILE]
+    python -m tools.check_data --config configs/vigor_same_area_corrected.yaml [--images] [--out FILE]
 
 Labels: each label line gives, for four reference tiles, the panorama's pixel offset in the
 640-pixel tile. With VIGOR's formulas (utils/data/geo.py: `Lat_Lng` scale, great circle
@@ -14,12 +14,8 @@ evaluate.py run this part (it reads no image) when they load the splits.
 Images (--images): every tile and panorama the splits use is checked, on worker threads: missing,
 empty, truncated (a JPEG without its end marker, a PNG without IEND) and undecodable files.
 """
-if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
-
-import argparse
 import sys
+
 import numpy as np
 from tqdm.contrib.concurrent import thread_map
 
@@ -120,7 +116,7 @@ def warn_on_labels(cfg, train, test):
     _checked.add(key)
     _, warnings = label_report(train, test)
     for warning in warnings:
-        print(f"[dataset check] warning: {warning} (python -m utils.data.check for the table)",
+        print(f"[dataset check] warning: {warning} (python -m tools.check_data for the table)",
               file=sys.stderr, flush=True)
     return warnings
 
@@ -144,20 +140,11 @@ def _image_lines(train, test, workers, progress):
     return lines, bad
 
 
-def main(argv=None):
-    from utils.config import load_config
-    from utils.data.splits import load_splits
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="the YAML config of the run to check")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--images", action="store_true", help="also check every image (reads them all)")
-    parser.add_argument("--workers", type=int, default=4, help="threads for --images")
-    parser.add_argument("--out", help="also write the report to this markdown file")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    train, test = load_splits(cfg, check_labels=False)
+def dataset_report(title, cfg, train, test, images=False, workers=4, progress=True):
+    """(markdown report, whether anything is wrong): the label fit per city and resolution and,
+    with `images`, every unreadable image of the two splits."""
     d = cfg.data
-    lines = [f"# Dataset check: {args.config}", "",
+    lines = [f"# Dataset check: {title}", "",
              f"root {d.root}, labels {d.labels}, resolution {d.resolution}, "
              f"{'same-area' if d.same_area else 'cross-area'}: {train.num_grd} train and {test.num_grd} "
              f"test panoramas. Median distance (m) between each panorama's GPS and where its four "
@@ -165,18 +152,8 @@ def main(argv=None):
     table, warnings = label_report(train, test)
     lines += table
     bad = []
-    if args.images:
-        image_lines, bad = _image_lines(train, test, args.workers, progress=True)
+    if images:
+        image_lines, bad = _image_lines(train, test, workers, progress)
         lines += image_lines
     lines += [""] + ([f"Warning: {w}" for w in warnings] or ["The configured resolution fits the labels."])
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report)
-    return 1 if warnings or bad else 0
-
-
-if __name__ == "__main__":
-    from utils.cli import run
-    sys.exit(run(main, tensorflow=False, interrupted="interrupted: the check did not finish"))
+    return "\n".join(lines) + "\n", bool(warnings or bad)

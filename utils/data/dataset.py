@@ -102,10 +102,6 @@ class SplitIndex:
     def num_grd(self):
         return len(self.grd_paths)
 
-    def grd_meters_per_pixel(self):
-        """(N,) resolution of each panorama's positive tile."""
-        return self.meters_per_pixel[self.labels[:, 0]]
-
 
 class _Problems:
     """Raises at the first problem ('error'), or records it and goes on ('skip')."""

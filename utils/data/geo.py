@@ -104,13 +104,6 @@ def enu_to_gps(lat0, lng0, east, north):
     return lat, lng
 
 
-def gps_to_enu(lat0, lng0, lat, lng):
-    """Inverse of `enu_to_gps`: (east, north) metres of (lat, lng) from (lat0, lng0)."""
-    north = (np.asarray(lat, dtype=np.float64) - lat0) * np.pi / 180.0 * EARTH_RADIUS
-    east = (np.asarray(lng, dtype=np.float64) - lng0) * np.pi / 180.0 * EARTH_RADIUS * np.cos(np.radians(lat0))
-    return east, north
-
-
 # ---------------------------------------------------------------- UTM (WGS84, through pyproj)
 def utm_zone_of(lng):
     return int(np.floor((float(lng) + 180.0) / 6.0)) % 60 + 1

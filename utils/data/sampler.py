@@ -24,16 +24,15 @@ class Batch:
     delta: np.ndarray = None         # (B, 2) offsets of the positive
     delta_semi: np.ndarray = None    # (B, 2) offsets of the semi-positive
     mined: np.ndarray = None         # (B,) bool: drawn next to a kept hard tile of the mining pool
-    valid: int = None                # scanners: rows that are real (the rest repeat the last one)
 
     def __len__(self):
         return len(self.grd)
 
 
-def make_batch(index, grd, semi_choice=None, mined=None, valid=None):
+def make_batch(index, grd, semi_choice=None, mined=None):
     grd = np.asarray(grd, dtype=np.int64)
     batch = Batch(grd=grd, sat=index.labels[grd, 0].copy(), delta=index.deltas[grd, 0].copy(),
-                  mined=None if mined is None else np.asarray(mined, dtype=bool), valid=valid)
+                  mined=None if mined is None else np.asarray(mined, dtype=bool))
     if semi_choice is not None:
         choice = np.asarray(semi_choice, dtype=np.int64)
         batch.semi_choice = choice
@@ -119,21 +118,6 @@ class MiningPool:
                                  f"it was saved for another dataset or descriptor size")
             setattr(self, name, value.astype(current.dtype, copy=True))
         self.ready = bool(np.asarray(state["ready"]))
-
-    # interchange with the original's files (sat_global_train.npy, grd_global_train.npy, mining_save.npy)
-    def save_original_files(self, folder):
-        import os
-        np.save(os.path.join(folder, "sat_global_train.npy"), self.sat_desc.astype(np.float64))
-        np.save(os.path.join(folder, "grd_global_train.npy"), self.grd_desc.astype(np.float64))
-        np.save(os.path.join(folder, "mining_save.npy"), self.kept.astype(np.float64))
-
-    def load_original_files(self, folder, ready=True):
-        import os
-        self.load_state_dict({"sat_desc": np.load(os.path.join(folder, "sat_global_train.npy")),
-                              "grd_desc": np.load(os.path.join(folder, "grd_global_train.npy")),
-                              "kept": np.load(os.path.join(folder, "mining_save.npy")).astype(np.int64),
-                              "ready": ready})
-
 
 def steps_per_epoch(num_panoramas, nominal_batch, configured=None):
     """The original's break_iter, int(N / nominal batch) (14 even where the batch holds 10), unless configured."""
@@ -290,33 +274,3 @@ class TrainSampler:
         if excluded != self.excluded:
             self.excluded = excluded
             self._build_cover()
-
-
-class PairScanner:
-    """Every panorama of a split in order with a fixed semi-positive column k in 1..3: the
-    stage-3 uncertainty pass (the original's get_next_batch_two_dec / _two_dec_test).
-
-    pad_last: fill the last batch up to batch_size by repeating the last panorama, as the
-    original's clamped index does (Batch.valid says how many rows are real).
-    """
-
-    def __init__(self, index, batch_size, semi_column, pad_last=False):
-        if int(semi_column) not in (1, 2, 3):
-            raise ValueError(f"semi_column must be 1, 2 or 3, not {semi_column}")
-        self.index = index
-        self.batch_size = int(batch_size)
-        self.semi_column = int(semi_column)
-        self.pad_last = bool(pad_last)
-
-    def __len__(self):
-        return -(-len(self.index.labels) // self.batch_size)
-
-    def __iter__(self):
-        count = len(self.index.labels)
-        for start in range(0, count, self.batch_size):
-            rows = np.arange(start, min(start + self.batch_size, count))
-            valid = len(rows)
-            if self.pad_last and valid < self.batch_size:
-                rows = np.concatenate([rows, np.full(self.batch_size - valid, rows[-1])])
-            yield make_batch(self.index, rows, np.full(len(rows), self.semi_column), valid=valid)
-

@@ -1,5 +1,6 @@
 """From a config to the data the trainer and the evaluation use: split indexes and an image loader."""
 from utils.config import resolve_path
+from utils.data.check import warn_on_labels
 from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader
 
@@ -28,7 +29,6 @@ def load_splits(cfg, check_labels=True):
                              test_cities=d.test_cities, resolution=d.resolution,
                              on_bad_sample=d.on_bad_sample, labels=d.labels)
     if check_labels:
-        from utils.data.check import warn_on_labels
         warn_on_labels(cfg, train, test)
     return train, test
 

@@ -1,7 +1,7 @@
 """Held-out synthetic panoramas for localization: sequences a few metres apart along a street, with
 known relative offsets, and single validation panoramas (neither in the train nor the test split).
 
-    python -m utils.data.synthetic_sequences --root data/synthetic [--per-city 8] [--length 4] [--spacing 5]
+    python -m tools.synthetic_sequences --root data/synthetic [--per-city 8] [--length 4] [--spacing 5]
         [--seed 0] [--folder sequences] [--validation-per-tile 0]
 
 Sequences are for joint localization. The city is redrawn from the dataset's manifest (deterministic), each
@@ -13,7 +13,6 @@ panorama, east_m, north_m (metres from the sequence's first panorama). Validatio
 central quarter, random viewpoint change and foreground) from another random stream, into
 <city>/validation/, for tuning localization settings without touching the test split.
 """
-import argparse
 import csv
 import os
 
@@ -72,7 +71,7 @@ def city_folders(root, folder, seed, stream):
     manifest = read_manifest(root)
     if manifest is None:
         raise DataError(f"{root} is not a synthetic dataset (no manifest): generate it with "
-                        f"python -m utils.data.synthetic_vigor --out {root}")
+                        f"python -m tools.synthetic_city --out {root}")
     p = manifest["parameters"]
     for index, name in enumerate(manifest["cities"]):
         city, _ = city_and_rng(name, index, p["seed"], p["tiles_per_side"], p["meters_per_pixel"], p["margin"],
@@ -120,24 +119,3 @@ def write_validation_panoramas(root, per_tile=1.0, seed=VALIDATION_SEED):
             cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             written.append(path)
     return written
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, help="a synthetic dataset (python -m utils.data.synthetic_vigor)")
-    parser.add_argument("--per-city", type=int, default=8)
-    parser.add_argument("--length", type=int, default=4, help="panoramas per sequence")
-    parser.add_argument("--spacing", type=float, default=5.0, help="metres between neighbours")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folder", default=SEQUENCE_DIR, help="written under each city's folder")
-    parser.add_argument("--validation-per-tile", type=float, default=0.0,
-                        help="also write this many validation panoramas per tile into <city>/validation/")
-    args = parser.parse_args(argv)
-    write_sequences(args.root, args.per_city, args.length, args.spacing, args.seed, progress=True, folder=args.folder)
-    if args.validation_per_tile > 0:
-        paths = write_validation_panoramas(args.root, args.validation_per_tile)
-        print(f"[validation] {len(paths)} panoramas", flush=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """A procedural stand-in for VIGOR: aerial tiles and matching ground panoramas in VIGOR's formats.
 
-    python -m utils.data.synthetic_vigor --out data/synthetic --seed 0 [--cities 4] [--tiles-per-side 6]
+    python -m tools.synthetic_city --out data/synthetic --seed 0 [--cities 4] [--tiles-per-side 6]
         [--pano-size 256x128] [--panos-per-tile 1.5] [--meters-per-pixel 0.114]
 
 Each city is a height-field map (roads on a jittered, rotated grid with sidewalks and lane
@@ -36,7 +36,6 @@ Each is scaled to [0, 1]; `difficulty` is their mean.
 Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.tif`
 (utils/data/synthetic_raster.py).
 """
-import argparse
 import glob
 import json
 import math
@@ -893,36 +892,3 @@ def ensure_synthetic(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256
     return generate(out_dir, seed=seed, cities=cities, tiles_per_side=tiles_per_side, pano_size=pano_size,
                     panos_per_tile=panos_per_tile, meters_per_pixel=meters_per_pixel, margin=margin,
                     detail=detail, progress=progress)
-
-
-def _size(text):
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT, e.g. 256x128") from None
-    return w, h
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cities", type=int, default=4)
-    parser.add_argument("--tiles-per-side", type=int, default=6)
-    parser.add_argument("--pano-size", type=_size, default=(256, 128), help="WIDTHxHEIGHT (2:1)")
-    parser.add_argument("--panos-per-tile", type=float, default=1.5)
-    parser.add_argument("--meters-per-pixel", type=float, default=0.114)
-    parser.add_argument("--margin", type=int, default=256, help="map pixels drawn around the tile grid")
-    parser.add_argument("--detail", type=int, default=2, choices=(1, 2, 4),
-                        help="tile pixels per map pixel (1: full detail, slower)")
-    args = parser.parse_args(argv)
-    start = time.time()
-    path = generate(args.out, seed=args.seed, cities=args.cities, tiles_per_side=args.tiles_per_side,
-                    pano_size=args.pano_size, panos_per_tile=args.panos_per_tile,
-                    meters_per_pixel=args.meters_per_pixel, margin=args.margin, detail=args.detail,
-                    progress=True)
-    print(f"[synthetic] wrote {path} in {time.time() - start:.1f} s")
-
-
-if __name__ == "__main__":
-    main()

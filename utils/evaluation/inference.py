@@ -13,8 +13,8 @@ from utils.data.splits import build_loader, load_splits
 from utils.errors import DataError
 from utils.evaluation.retrieval import evaluation_search
 from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass, readable_subset
-from utils.training import checkpoints as ckpt
-from utils.training.distribute import Distribution, ShardedSession
+from utils.session import checkpoints as ckpt
+from utils.session.distribute import Distribution, ShardedSession
 
 
 def network_of_checkpoint(prefix):

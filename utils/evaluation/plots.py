@@ -1,4 +1,5 @@
-"""Figures of the evaluation (matplotlib, Agg backend; every function writes one PNG).
+"""Figures of the evaluation (matplotlib figures drawn without pyplot, so no backend is chosen
+for the process; every function writes one PNG).
 
 Tile coordinates are those of the 640-pixel tile: a point with offset delta is drawn at
 x (column) = 320 - delta[1], y (row) = 320 + delta[0].
@@ -8,21 +9,23 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
 
 TILE_SIDE = 640.0
 _COLOURS = ["c", "m", "g", "r", "b", "y", "k", "tab:orange", "tab:brown", "tab:purple"]
 
 
-def _save(figure, path):
+def subplots(*grid, figsize, **options):
+    """(figure, axes) like pyplot.subplots, on a Figure that no pyplot state holds."""
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(*grid, **options)
+
+
+def save_figure(figure, path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
@@ -33,7 +36,7 @@ def accuracy_curve(curves: Sequence[tuple], path: str, title: Optional[str] = No
 
     curves: (label, thresholds, accuracy fractions) per method, drawn on one log-x plot.
     """
-    figure, axis = plt.subplots(figsize=(6.4, 4.8))
+    figure, axis = subplots(figsize=(6.4, 4.8))
     top = 0.0
     for i, (label, thresholds, accuracy) in enumerate(curves):
         thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -53,14 +56,14 @@ def accuracy_curve(curves: Sequence[tuple], path: str, title: Optional[str] = No
     if title:
         axis.set_title(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------- calibration
 def calibration_plot(report: dict, path: str, title: Optional[str] = None):
     """Left: observed vs expected share inside the 1/2/3-sigma ellipses. Right: error per
     uncertainty quantile (report as returned by calibration.uncertainty_report)."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    figure, (left, right) = subplots(1, 2, figsize=(10, 4.2))
     levels = list(report["expected"].keys())
     x = np.arange(len(levels))
     targets = report.get("targets") or {"calibrated": {"expected": report["expected"]}}
@@ -97,7 +100,7 @@ def calibration_plot(report: dict, path: str, title: Optional[str] = None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------- one query
@@ -135,7 +138,7 @@ def query_figure(path: str, sat_image=None, grd_image=None, heatmap=None, pred_d
                  true_delta=None, sigma=None, title: Optional[str] = None):
     """The tile with the heatmap, the predicted and true points and the 1- and 2-sigma
     ellipses (sigma over delta coordinates), beside the panorama. Missing parts are skipped."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6),
+    figure, (left, right) = subplots(1, 2, figsize=(12, 4.6),
                                          gridspec_kw={"width_ratios": [1, 2]})
     extent = (0, TILE_SIDE, TILE_SIDE, 0)
     if sat_image is not None:
@@ -175,4 +178,4 @@ def query_figure(path: str, sat_image=None, grd_image=None, heatmap=None, pred_d
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -11,7 +11,6 @@ import numpy as np
 
 from utils.evaluation import calibration, plots, summaries
 from utils.evaluation.retrieval import DEFAULT_MEMORY_BUDGET, search
-from utils.metrics import distance_accuracy
 
 MAX_QUERY_FIGURES = 8
 _CONVERT_ROWS = 8192
@@ -80,7 +79,7 @@ def _localization(index, top1, offsets, offsets_positive, name, results, per_que
     results["localization"] = dict(summaries.meter_summary(errors),
                                    offsets="predicted" if offsets is not None else "zero (tile centre)")
     per_query["errors"] = errors
-    curves = [(name or "top-1 tile", *distance_accuracy(errors))]
+    curves = [(name or "top-1 tile", *summaries.distance_accuracy(errors))]
     results["curves"] = {"localization": _curve_dict(curves[0])}
     if offsets_positive is not None:
         fine_errors = summaries.fine_localization_errors(grd_gps, sat_gps, labels, offsets_positive,
@@ -89,7 +88,7 @@ def _localization(index, top1, offsets, offsets_positive, name, results, per_que
         results["fine_localization"] = dict(summaries.meter_summary(fine_errors),
                                             mean_px=float(pixel.mean()), median_px=float(np.median(pixel)))
         per_query["fine_errors"] = fine_errors
-        curves.append((f"{name} (positive tile given)".strip(), *distance_accuracy(fine_errors)))
+        curves.append((f"{name} (positive tile given)".strip(), *summaries.distance_accuracy(fine_errors)))
         results["curves"]["fine_localization"] = _curve_dict(curves[-1])
     centre = summaries.localization_errors(grd_gps, sat_gps, labels[:, 0], None, resolution)
     results["positive_tile_centre"] = summaries.meter_summary(centre)

@@ -9,6 +9,9 @@ import numpy as np
 from utils.data.geo import ORIGINAL_MPP, delta_to_gps, gps2distance, gps_to_delta
 from utils.evaluation.retrieval import recall_at, top_accuracies
 
+# VIGOR's accuracy curve: thresholds 1.1 ** (i / 5) for i = 1 .. 499 (1.02 m to ~1.3 km).
+DISTANCE_THRESHOLDS = np.array([1.1 ** (i / 5.0) for i in range(1, 500)])
+
 WITHIN_METERS = (1, 5, 10, 25, 50)
 
 
@@ -83,3 +86,11 @@ def retrieval_summary(positive_ranks, hit_ranks, num_references,
 
 def _key(value) -> str:
     return f"{value:g}"
+
+
+def distance_accuracy(distance_list):
+    """VIGOR's curve: (thresholds, share of distances strictly below each threshold)."""
+    distances = np.asarray(distance_list, dtype=np.float64)
+    sorted_distances = np.sort(distances)
+    below = np.searchsorted(sorted_distances, DISTANCE_THRESHOLDS, side="left")
+    return DISTANCE_THRESHOLDS.copy(), below / distances.shape[0]

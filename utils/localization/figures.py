@@ -3,15 +3,11 @@ of the top-k tiles with each tile's estimate and the fused position's 1 and 2 si
 import os
 import re
 
-import matplotlib
+import numpy as np
+from matplotlib.patches import Polygon, Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Polygon, Rectangle  # noqa: E402
-
-from utils.evaluation import plots  # noqa: E402
-from utils.localization.fusion import ellipse  # noqa: E402
+from utils.evaluation import plots
+from utils.localization.fusion import ellipse
 
 RANK_COLOURS = ("c", "m", "g", "r", "b", "y", "tab:orange", "tab:brown", "tab:purple", "k")
 
@@ -26,7 +22,7 @@ def top1_figure(path, db, result):
 
 def map_figure(path, db, result, truth=None):
     """Top-k footprints (numbered by rank) around the fused estimate, in metres of the metric frame."""
-    figure, axis = plt.subplots(figsize=(5.6, 5.6))
+    figure, axis = plots.subplots(figsize=(5.6, 5.6))
     origin = result.fused.mean
     for t in result.tiles:
         centre = db.centres[t.tile] - origin
@@ -54,10 +50,7 @@ def map_figure(path, db, result, truth=None):
     axis.legend(loc="lower left", fontsize=8)
     axis.set_title(f"{os.path.basename(result.path)}: top-{len(result.tiles)} tiles", fontsize=9)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return plots.save_figure(figure, path)
 
 
 def write_figures(out_dir, db, results):

@@ -11,7 +11,7 @@ from utils.data.splits import build_loader
 from utils.errors import CheckpointError, DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
-from utils.training.checkpoints import checkpoint_prefix
+from utils.session.checkpoints import checkpoint_prefix
 
 PANORAMA_RATIO_TOLERANCE = 0.01
 

@@ -9,8 +9,8 @@ from typing import Optional
 import tensorflow.compat.v1 as tf
 
 from model.inputs import Inputs
-from utils.training import checkpoints as ckpt
-from utils.training.distribute import Distribution
+from utils.session import checkpoints as ckpt
+from utils.session.distribute import Distribution
 from utils.training.optimizer import stage_optimizer
 from utils.training.stage import as_stage_losses
 
@@ -42,7 +42,7 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, saver
     savers=False leaves out the two Savers (saver and restore_saver are None): a third of the
     build time, for tests that move weights by value.
 
-    dist: a utils.training.distribute.Distribution; None (one device) builds exactly the
+    dist: a utils.session.distribute.Distribution; None (one device) builds exactly the
     original graph. Under a strategy every replica builds the network on its slice of the
     global batch and the losses on the gathered outputs (see distribute.py); the tensors kept
     here are the first replica's, which hold the global batch's values.

@@ -15,7 +15,7 @@ import shutil
 import socket
 
 from utils.errors import CheckpointError, FolderBusy
-from utils.training.checkpoints import INTERRUPTED, epoch_dirs
+from utils.session.checkpoints import INTERRUPTED, epoch_dirs
 
 LOCK_FILE = ".lock"
 LEFTOVER_SUFFIXES = (".partial", ".old", ".tmp")
@@ -98,12 +98,3 @@ def check_fresh_start(run_dir, resume, overwrite):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             removed.append(name)
     return removed
-
-
-def ensure_free_space(folder, needed, what):
-    """A clear CheckpointError when `folder`'s file system has fewer than `needed` bytes free."""
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise CheckpointError(f"not enough free space in {folder}: {what} needs {needed:,} bytes, "
-                              f"{free:,} are free. Free some space (or lower checkpoints.keep), "
-                              f"then continue with --resume")

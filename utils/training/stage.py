@@ -12,7 +12,7 @@ import numpy as np
 
 from utils.config import resolve_path
 from utils.errors import CheckpointError
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 
 
 @dataclass

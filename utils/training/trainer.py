@@ -22,9 +22,9 @@ from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import validate_top_blocked
 from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass
 from utils.metrics import distance_score
-from utils.training import checkpoints as ckpt
+from utils.session import checkpoints as ckpt
 from utils.training import records, run_folder
-from utils.training.distribute import PEER_ERRORS, Distribution, ShardedSession
+from utils.session.distribute import PEER_ERRORS, Distribution, ShardedSession
 from utils.training.graph import build_training_graph
 from utils.training.stage import batch_sizes, previous_checkpoint, stage_dir
 

@@ -29,8 +29,6 @@ import tensorflow.compat.v1 as tf
 
 from utils.errors import ConfigError
 
-tf.disable_v2_behavior()  # graph mode before any strategy exists: MirroredStrategy picks its reductions by it
-
 STRATEGIES = ("none", "mirrored", "multi_worker")
 # What the surviving workers' collective ops raise when a peer has gone away.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
@@ -94,6 +92,8 @@ class Distribution:
     """The strategy of a run and what the trainer and the scans need from it."""
 
     def __init__(self, cfg):
+        if tf.executing_eagerly():  # a strategy made in eager mode picks other reductions and variables
+            raise RuntimeError("Distribution needs graph mode: call utils.cli.graph_mode() before making it")
         section = cfg.get("distribute") or {}
         self.name = section.get("strategy", "none")
         self.strategy, self.target, self.is_chief = None, "", True

@@ -8,7 +8,7 @@ Layout of runs/<experiment>/<stage>/ (the original's <epoch>/model.ckpt, plus ou
 A directory only gets its final name once every file is written (rename of a .partial dir).
 A checkpoint is verified when it is chosen (resume, init_from, evaluation): an empty or unreadable
 .index, a missing or truncated .data-* file is a CheckpointError naming the file. TensorFlow is
-imported where it is used, so that the stage folder's lock (run_folder.py) loads without it.
+imported where it is used, so that the stage folder's lock (utils/training/run_folder.py) loads without it.
 """
 import errno
 import glob
@@ -108,13 +108,21 @@ def variables_bytes(graph):
                for v in graph.get_collection("variables"))
 
 
+def ensure_free_space(folder, needed, what):
+    """A clear CheckpointError when `folder`'s file system has fewer than `needed` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise CheckpointError(f"not enough free space in {folder}: {what} needs {needed:,} bytes, "
+                              f"{free:,} are free. Free some space (or lower checkpoints.keep), "
+                              f"then continue with --resume")
+
+
 def save_point(sess, saver, run_dir, name, state, arrays):
     """Write weights + state under run_dir/name atomically (a half-written save never has the name).
 
     The free space is checked first (the size is known: the graph's variables and the arrays);
     a full disk is one CheckpointError naming the folder and the bytes needed, and leaves no
     partial files."""
-    from utils.training.run_folder import ensure_free_space
     final = os.path.join(run_dir, name)
     partial = final + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -205,11 +213,6 @@ def choose_resume_point(run_dir):
         raise CheckpointError(f"no saved point of {run_dir} can be resumed: " + "; ".join(skipped)
                               + ". Start the stage again with --overwrite")
     return None, skipped
-
-
-def resume_point(run_dir):
-    """The latest good saved point of a stage (a complete epoch, or a newer interrupted one), or None."""
-    return choose_resume_point(run_dir)[0]
 
 
 def discard_interrupted(run_dir):
