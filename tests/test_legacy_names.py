@@ -1,5 +1,5 @@
 """Variable names and shapes of the paper-size graphs equal, in order, the lists read off the
-original SAMP and VIGOR graphs (shared/legacy). Graph construction only: nothing is initialised.
+original SAMP and VIGOR graphs (tests/legacy/, listed from the original code). Graph construction only: nothing is initialised.
 """
 import os
 
@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 from model import losses, models, models_two_dec
 
-# copies of shared/legacy/varnames_*.txt (the original graphs' variables), kept with the tests
+# tests/legacy/varnames_*.txt: the original graphs' variables, as the original code builds them
 LEGACY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy")
 SAT, GRD = 320, (320, 640)
 

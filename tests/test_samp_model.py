@@ -18,7 +18,7 @@ TINY = dict(out_dim=64, fc_dim=64, cholesky_hidden=16, decoder_width=32, vgg_pat
             vgg_width=0.125)
 SAT, GRD = 64, (64, 128)
 LEGACY_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy",
-                           "varnames_samp_safa_delta.txt")  # a copy of shared/legacy's list
+                           "varnames_samp_safa_delta.txt")
 
 
 def _placeholders(sat=SAT, grd=GRD):

@@ -1,4 +1,4 @@
-"""What the demo is meant to show, checked on its own results (issue 10's targets).
+"""What the demo is meant to show, checked on its own results (the demo's targets).
 
 `results` is {stage name: the dict utils.evaluation.report.evaluate_outputs returns}, where the
 stages with a Gaussian may carry "difficulty" (calibration.difficulty_report against the
