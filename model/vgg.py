@@ -25,10 +25,9 @@ VGG16_LAYER_KEYS = tuple("conv%d_%d" % (block, i)
                          for block, count, _ in VGG16_BLOCKS for i in range(1, count + 1))
 
 MISSING_WEIGHTS_HELP = (
-    "VGG16 weights not found at {path}. Either download the tensorflow-vgg 'vgg16.npy' "
-    "(a dict {{'conv1_1': [W, b], ...}}) and put it there, or convert the Keras ImageNet "
-    "weights: python -m utils.convert_vgg16 --h5 vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 "
-    "--out {path}. For a randomly initialised backbone pass vgg16_npy_path='random'.")
+    "VGG16 weights not found at {path}: get Keras' ImageNet weights, checked and converted, with "
+    "python -m tools.convert_vgg16 --download --out {path} (without a network: data/DATASET.md "
+    "has the manual route). For a randomly initialised backbone pass vgg16_npy_path='random'.")
 
 
 def conv_layer_name(index):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ import rasterio
 from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 
+from utils.config import load_config
 from utils.data.dataset import parse_pano_name, parse_sat_name
 from utils.data.geo import utm_to_latlon
 from utils.errors import CheckpointError, DataError
@@ -21,6 +23,7 @@ from utils.localization.database import build_database, check_matches_training, 
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly, with_floor
 from utils.localization.predict import read_panorama, require_finite
+from utils.localization.query import Localizer, Settings
 from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -213,6 +216,53 @@ def test_product_of_two_components_is_the_precision_weighted_mean():
     covs = np.array([np.diag([1.0, 4.0]), np.diag([4.0, 1.0])])
     expected = np.array([6.0 * 0.25 / 1.25, 3.0 * 1.0 / 1.25])
     assert np.allclose(fusion.product_mean(means, covs), expected)
+
+
+TILE_COVS = np.array([[[4.0, 1.5], [1.5, 9.0]], [[2.0, -0.5], [-0.5, 1.0]], [[6.0, 0.0], [0.0, 3.0]]])
+
+
+def test_sigma_scale_multiplies_covariances_by_its_square():
+    means = np.array([[0.0, 0.0], [3.0, 1.0], [-2.0, 4.0]])
+    mix = fusion.build_mixture(means, TILE_COVS, [0.9, 0.8, 0.5], 0.2, sigma_scale=2.0, min_sigma_m=0.0)
+    np.testing.assert_array_equal(mix.covs, 4.0 * TILE_COVS)
+    floored = fusion.build_mixture(means, TILE_COVS, [0.9, 0.8, 0.5], 0.2, sigma_scale=2.0, min_sigma_m=3.0)
+    np.testing.assert_allclose(floored.covs, 4.0 * TILE_COVS + 9.0 * np.eye(2), rtol=1e-12)
+    np.testing.assert_array_equal(floored.means, means)
+
+
+@pytest.fixture(scope="module")
+def small_database(utm_raster, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("db") / "db")
+    build_database(utm_raster[0], root, tile_px=128, stride_px=128, progress=False)
+    return load_database(root)
+
+
+def deltas_of_one_point(db, tiles, row_px, col_px):
+    """The 640-px deltas (d0, d1) of raster pixel (row_px, col_px) in each tile: one metric mean."""
+    scale = db.tile_px / 640.0
+    return np.array([[(row_px - db.row_px[t]) / scale - 320.0, 320.0 - (col_px - db.col_px[t]) / scale]
+                     for t in tiles])
+
+
+def test_query_fusion_covariance_follows_sigma_scale_squared(small_database):
+    """Localizer.result / refit (where Settings.sigma_scale and min_sigma_m reach the mixture): the
+    same network outputs fused at sigma_scale 2 give 4x the covariances, and 4x + m^2 I per tile."""
+    db = small_database
+    tiles = np.arange(3)
+    row, col = db.row_px[0] + 64.0, db.col_px[0] + 64.0
+    sigmas = 400.0 * TILE_COVS                       # over (d0, d1), 640-px units
+    settings = replace(Settings.from_config(load_config()), sigma_scale=1.0, min_sigma_m=0.0)
+    localizer = Localizer(model=None, db=db, index=None, settings=settings)
+    plain = localizer.result("p.jpg", tiles, np.array([0.9, 0.8, 0.5]), deltas_of_one_point(db, tiles, row, col),
+                             sigmas, None)
+    np.testing.assert_allclose(plain.mixture.means, np.repeat(plain.mixture.means[:1], 3, axis=0), atol=1e-9)
+    scaled = localizer.refit(plain, replace(settings, sigma_scale=2.0))
+    np.testing.assert_allclose(scaled.fused.mean, plain.fused.mean, atol=1e-9)
+    np.testing.assert_allclose(scaled.fused.cov, 4.0 * plain.fused.cov, rtol=1e-9)
+    floored = localizer.refit(plain, replace(settings, sigma_scale=2.0, min_sigma_m=3.0))
+    for tile, sigma, estimate in zip(tiles, sigmas, floored.tiles):
+        metric = db.sigma_to_metric(tile, sigma)
+        np.testing.assert_allclose(estimate.cov, 4.0 * metric + 9.0 * np.eye(2), rtol=1e-12)
 
 
 def test_robust_product_ignores_a_panorama_none_of_whose_tiles_is_right():

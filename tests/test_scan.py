@@ -4,12 +4,14 @@ import json
 import os
 import re
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
 import train_first_E_1
+import train_third_E_3
 from model import networks
 from model.inputs import Inputs
 from model.uncertainty import get_sigma, get_spatial_mean, get_uncertainty
@@ -92,6 +94,50 @@ def test_scan_equals_a_plain_pass_image_by_image(samp):
                                        rtol=1e-4)
             assert scan.values["uncertainty"][i] == pytest.approx(out["u"][0] * scale, rel=1e-5)
         assert scan.extra["heatmaps"].shape == (3, side, side) and not scan.bad.any()
+
+
+def raw_semi_cholesky(network, loader, index, tiles):
+    """The semi head's raw L (N, 3) for panorama i in tile tiles[i], in one plain batch."""
+    sat = np.stack([loader.load_sat(index.sat_paths[t]) for t in tiles])
+    grd = np.stack([loader.load_grd(path) for path in index.grd_paths])
+    inputs = network.inputs
+    return network.sess.run(network.net["L_semi"], {inputs.sat: sat, inputs.sat_semi: sat, inputs.grd: grd})
+
+
+def reference_uncertainty_640(L, side):
+    """SAMP's get_uncertainty (closed form) in heatmap pixels, scaled to 640-px units."""
+    l0, l1, l2 = (L[:, k].astype(np.float64) for k in range(3))
+    return 2.0 * np.sqrt(l0 ** 2 + l1 ** 2 + l2 ** 2 + 2.0 * np.abs(l0 * l2)) * (640.0 / side)
+
+
+def reference_sigma_640(L, side):
+    """get_sigma (L L^T over row, column) in 640-px units over (d0, d1): d1 runs against columns."""
+    l0, l1, l2 = (L[:, k].astype(np.float64) for k in range(3))
+    cross = -l0 * l1
+    sigma = np.stack([np.stack([l0 ** 2, cross], -1), np.stack([cross, l1 ** 2 + l2 ** 2], -1)], -2)
+    return sigma * (640.0 / side) ** 2
+
+
+def test_e3_uncertainty_pass_is_the_reference_at_640_px(samp):
+    """E_3's pass (semi head, no offsets) at a heatmap side other than 640 against SAMP's maths on
+    the head's raw L, times 640 / side (Sigma: its square)."""
+    cfg, network, _ = samp
+    cfg = tiny_config(cfg.data.root, "unused", "stages.E_3.uncertainty_batch=4")
+    train, _ = load_splits(cfg)
+    side = int(network.net["heatmap_semi"].shape[1])
+    assert side != 640 and train.num_grd > 4
+    scanner = Scanner(network, build_loader(cfg), train, batch_size=4)
+    trainer = SimpleNamespace(cfg=cfg, train_index=train, log=print,
+                              scanner=lambda index, batch_size: scanner.over(index))
+    uncertainty = train_third_E_3.semi_positive_uncertainties(trainer)
+    loader = ImageLoader(cfg.data.sat_size, cfg.data.grd_size)
+    for column in (1, 2, 3):
+        L = raw_semi_cholesky(network, loader, train, train.labels[:, column])
+        np.testing.assert_allclose(uncertainty[:, column - 1], reference_uncertainty_640(L, side), rtol=1e-5)
+    scan = scanner.pairs(train.labels[:, 3], branch="semi", offsets=False)
+    assert set(scan.values) == {"sigma", "uncertainty"}
+    np.testing.assert_allclose(scan.values["sigma"], reference_sigma_640(L, side), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(scan.values["uncertainty"], reference_uncertainty_640(L, side), rtol=1e-5)
 
 
 def broken_copy(city, tmp_path):
