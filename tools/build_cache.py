@@ -21,35 +21,27 @@ INTERRUPTED = "interrupted; the images stored so far are kept: run the same comm
 
 
 def main(argv=None):
-    from utils.data.cache_builder import Plan, build
-    from utils.data.cache_config import build_command, cache_folder, settings_of
-    from utils.data.resized_cache import ResizedCache, StaleCache
-    from utils.data.splits import load_splits
+    from utils.data.cache_builder import CHUNK_IMAGES, build_for_config
+    from utils.data.cache_config import cache_folder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=os.path.join(REPO_ROOT, "configs", "default.yaml"), help="YAML config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set data.root=/data/VIGOR (repeatable)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads")
-    parser.add_argument("--chunk-images", type=int, default=64, help="images per chunk file (the unit kept on a stop)")
+    parser.add_argument("--chunk-images", type=int, default=CHUNK_IMAGES,
+                        help="images per chunk file (what a stop can lose)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    folder, settings = cache_folder(cfg), settings_of(cfg)
-    train, test = load_splits(cfg, check_labels=False)
-    paths = {"sat": list(train.sat_paths) + list(test.sat_paths), "grd": list(train.grd_paths) + list(test.grd_paths)}
-    try:
-        ResizedCache.open(folder, settings, train.root, paths["sat"] + paths["grd"])
-        print(f"[cache] {folder} is complete and current: nothing to do")
-        return 0
-    except StaleCache:
-        pass
     start = time.time()
-    plan = Plan(train.root, paths, args.chunk_images)
-    summary = build(plan, folder, settings, workers=args.workers, command=build_command(cfg),
-                    progress=not args.quiet)
-    print(f"[cache] {summary['images']} images ({summary['reused']} kept from before, {summary['bad']} unreadable "
-          f"recorded as such), {summary['bytes'] / 2 ** 20:.1f} MiB, in {time.time() - start:.1f} s -> {folder}")
+    summary = build_for_config(cfg, workers=args.workers, chunk_images=args.chunk_images, progress=not args.quiet)
+    if summary is None:
+        print(f"[cache] {cache_folder(cfg)} is complete and current: nothing to do")
+        return 0
+    print(f"[cache] {summary['images']} images ({summary['reused']} kept from before, {summary['bad']} unreadable, "
+          f"recorded as such), {summary['bytes'] / 2 ** 20:.1f} MiB, in {time.time() - start:.1f} s "
+          f"-> {summary['folder']}")
     return 0
 
 

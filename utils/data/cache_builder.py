@@ -16,12 +16,31 @@ from tqdm import tqdm
 
 from utils.data.pixel_codec import FLOAT32, encode, stored_bytes
 from utils.data.prefetch import ImageLoader, _OpenCVThreads, decode_image
-from utils.data.resized_cache import BAD, CHUNKS, KINDS, MANIFEST, PARTIAL, chunk_path, image_shape, source_stat
+from utils.data.resized_cache import (BAD, CHUNKS, KINDS, MANIFEST, PARTIAL, ResizedCache, StaleCache, chunk_path,
+                                      image_shape, source_stat)
 from utils.errors import DataError
 
 CHUNK_IMAGES = 64
 ALIGN = 64
 SPARE_BYTES = 16 << 20   # room asked for beyond the pixels (markers, manifest)
+
+
+def build_for_config(cfg, workers=2, chunk_images=CHUNK_IMAGES, progress=True):
+    """Build the resized image cache of cfg's splits (train and test, tiles and panoramas); None when
+    it is complete and current already, else build's summary with the cache's "folder"."""
+    from utils.data.cache_config import build_command, cache_folder, settings_of
+    from utils.data.splits import load_splits
+    folder, settings = cache_folder(cfg), settings_of(cfg)
+    train, test = load_splits(cfg, check_labels=False)
+    paths = {"sat": list(train.sat_paths) + list(test.sat_paths), "grd": list(train.grd_paths) + list(test.grd_paths)}
+    try:
+        ResizedCache.open(folder, settings, train.root, paths["sat"] + paths["grd"])
+        return None
+    except StaleCache:
+        pass
+    summary = build(Plan(train.root, paths, chunk_images), folder, settings, workers=workers,
+                    command=build_command(cfg), progress=progress)
+    return dict(summary, folder=folder)
 
 
 class Plan:
@@ -205,10 +224,10 @@ class _ChunkWriter:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as error:
+        except BaseException as error:   # a full disk, Ctrl-C: no half-written file stays
             if os.path.exists(tmp):
                 os.remove(tmp)
-            if error.errno == errno.ENOSPC:
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
                 raise self._full(max(self._needed(remaining), len(data)),
                                  shutil.disk_usage(self.partial).free) from None
             raise

@@ -10,6 +10,7 @@ folder without `.partial` always holds a whole cache. Stored are the float32 pix
 means are subtracted, bit for bit; a source that could not be read is stored as its problem, so
 that the loader raises the same DataError as without the cache.
 """
+import glob
 import json
 import os
 import threading
@@ -94,6 +95,10 @@ class ResizedCache:
         if manifest is None:
             if os.path.isdir(folder + PARTIAL):
                 raise StaleCache(f"the resized image cache at {folder} is half-built (in {folder + PARTIAL})")
+            others = [d for d in sorted(glob.glob(os.path.join(os.path.dirname(folder), "*", MANIFEST)))]
+            if others:
+                raise StaleCache(f"no resized image cache at {folder} (the one at "
+                                 f"{os.path.dirname(others[0])} is for other sizes)")
             raise StaleCache(f"no resized image cache at {folder}", absent=True)
         if manifest.get("settings") != settings:
             raise StaleCache(f"the resized image cache at {folder} was made with other settings "
