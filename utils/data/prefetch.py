@@ -85,21 +85,39 @@ class ImageLoader:
     def load_sat_into(self, dst, path, where=None):
         if self._sat_cache.copy_into(dst, str(path)):
             return dst
-        self.kind_pixels_into(dst, path, "sat", where)
-        dst -= BGR_MEANS
+        subtract_means(self.kind_pixels_into(dst, path, "sat", where))
         self._sat_cache.put(str(path), dst)
         return dst
 
     def load_grd_into(self, dst, path, where=None):
-        self.kind_pixels_into(dst, path, "grd", where)
-        dst -= BGR_MEANS
-        return dst
+        return subtract_means(self.kind_pixels_into(dst, path, "grd", where))
 
     def load_sat(self, path, where=None):
         return self.load_sat_into(np.empty(self.sat_size + (3,), np.float32), path, where)
 
     def load_grd(self, path, where=None):
         return self.load_grd_into(np.empty(self.grd_size + (3,), np.float32), path, where)
+
+
+def subtract_means(image):
+    """image -= BGR_MEANS, in place, the same values: one row of means as long as an image row
+    (broadcasting three values along the last axis is ~8x slower)."""
+    if not image.flags.c_contiguous:
+        image -= BGR_MEANS
+        return image
+    rows = image.reshape(image.shape[0], -1)
+    rows -= _means_row(image.shape[1])
+    return image
+
+
+_MEANS_ROWS = {}
+
+
+def _means_row(width):
+    row = _MEANS_ROWS.get(width)
+    if row is None:
+        row = _MEANS_ROWS[width] = np.tile(BGR_MEANS, width)
+    return row
 
 
 def decode_image(path):
