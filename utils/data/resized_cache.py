@@ -95,7 +95,7 @@ class ResizedCache:
         if manifest is None:
             if os.path.isdir(folder + PARTIAL):
                 raise StaleCache(f"the resized image cache at {folder} is half-built (in {folder + PARTIAL})")
-            others = [d for d in sorted(glob.glob(os.path.join(os.path.dirname(folder), "*", MANIFEST)))]
+            others = sorted(glob.glob(os.path.join(os.path.dirname(folder), "*", MANIFEST)))
             if others:
                 raise StaleCache(f"no resized image cache at {folder} (the one at "
                                  f"{os.path.dirname(others[0])} is for other sizes)")
