@@ -2,6 +2,7 @@
 
     python -m bench.input_pipeline [--root DIR] [--batches 12] [--batch-size 10] [--workers 2]
                                    [--step-ms 400] [--full-size]
+    python -m bench.input_pipeline --cache     # the resized image cache at VIGOR's sizes (bench/cache_rate.py)
 
 Without --root a small synthetic city is generated (data/synthetic_bench); --full-size (default)
 re-encodes its panoramas at VIGOR's 2048 x 1024 so that decoding costs what it costs on VIGOR.
@@ -132,7 +133,12 @@ def main(argv=None):
     parser.add_argument("--step-ms", type=float, default=400.0, help="simulated training step")
     parser.add_argument("--no-full-size", action="store_true", help="keep the synthetic panoramas' small size")
     parser.add_argument("--repeats", type=int, default=3, help="best of N interleaved timings")
+    parser.add_argument("--cache", action="store_true",
+                        help="instead: the resized image cache against decoding, at VIGOR's image sizes")
     args = parser.parse_args(argv)
+    if args.cache:
+        from bench.cache_rate import run
+        return run(tuple(args.sat_size), tuple(args.grd_size))
 
     root = args.root
     if root is None:

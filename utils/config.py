@@ -42,6 +42,8 @@ TYPES = {
     "data.labels": OneOf(choices=("original", "corrected")),
     "data.train_cities": OneOf(list, type(None)),
     "data.test_cities": OneOf(list, type(None)),
+    "data.use_cache": OneOf(choices=("auto", "never", "require")),
+    "data.cache_dir": OneOf(str, type(None)),
     "model.vgg16_npy": OneOf(str, type(None)),
     "model.cholesky_initial_sigma_px": OneOf(float, int, type(None)),
     "distribute.strategy": OneOf(choices=("none", "mirrored", "multi_worker")),

@@ -1,5 +1,6 @@
 """From a config to the data the trainer and the evaluation use: split indexes and an image loader."""
 from utils.config import resolve_path
+from utils.data.cache_config import open_cache
 from utils.data.check import warn_on_labels
 from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader
@@ -33,6 +34,8 @@ def load_splits(cfg, check_labels=True):
     return train, test
 
 
-def build_loader(cfg):
+def build_loader(cfg, splits=()):
+    """The ImageLoader of the config, reading the resized image cache when data.use_cache allows
+    (utils/data/cache_config.py); splits: the SplitIndexes it will load, which the cache must hold."""
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
-                       polar=cfg.data.polar, sat_cache_mb=cfg.data.sat_cache_mb)
+                       polar=cfg.data.polar, sat_cache_mb=cfg.data.sat_cache_mb, resized=open_cache(cfg, splits))

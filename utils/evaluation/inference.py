@@ -83,7 +83,7 @@ def compute_outputs(cfg, checkpoint, split="test", network=None, keep_heatmaps=8
     train, test = load_splits(cfg)
     restored = restore_network(cfg, prefix, network)
     try:
-        scanner = Scanner(restored, build_loader(cfg), test if split == "test" else train,
+        scanner = Scanner(restored, build_loader(cfg, (train, test)), test if split == "test" else train,
                           cfg.validation.scan_batch, workers=cfg.data.workers,
                           on_bad_sample=cfg.data.on_bad_sample, progress=progress)
         described = descriptor_pass(scanner)

@@ -73,7 +73,7 @@ class Trainer:
         if self.dist.is_chief:  # the run folder is the chief's: the other workers write nothing
             os.makedirs(self.run_dir, exist_ok=True)
         self.train_index, self.test_index = load_splits(cfg)
-        self.loader = build_loader(cfg)
+        self.loader = build_loader(cfg, (self.train_index, self.test_index))
         self.batch_size = batch_sizes(self.schedule.batch_size, stage.with_semi)
         self.dist.check_batch(self.batch_size, f"stages.{stage.name}.batch_size {self.schedule.batch_size} "
                                                f"({self.batch_size} panoramas per step)")
