@@ -5,17 +5,17 @@
 The loader then reads the stored pixels instead of decoding (data.use_cache; utils/data/cache_config.py).
 Stopped (Ctrl-C, a kill, a full disk), the same command continues where it stopped.
 """
-from utils.startup import quiet_ctrl_c
+if __name__ == "__main__":  # a Ctrl-C while starting: one line, exit 130 (utils/startup.py)
+    from utils.startup import begin
+    begin()
 
-quiet_ctrl_c()
+import argparse
+import os
+import sys
+import time
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from utils import cli  # noqa: E402
-from utils.config import REPO_ROOT, load_config  # noqa: E402
+from utils import cli
+from utils.config import REPO_ROOT, load_config
 
 INTERRUPTED = "interrupted; the images stored so far are kept: run the same command again to continue"
 

@@ -8,8 +8,8 @@ md5, and converts it; --h5 converts a file you downloaded yourself. utils/conver
 the details (layouts, preprocessing convention).
 """
 if __name__ == "__main__":  # a Ctrl-C while numpy and h5py load: one line, exit 130 (utils/startup.py)
-    from utils.startup import quiet_ctrl_c
-    quiet_ctrl_c()
+    from utils.startup import begin
+    begin()
 
 import argparse
 import http.client
