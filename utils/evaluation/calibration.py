@@ -8,7 +8,7 @@ residuals r ~ N(0, C) its expectation 1/2 log det Sigma + tr(Sigma^-1 C) is smal
 Mahalanobis radius r^T Sigma^-1 r is chi2(2) / s, so the k-sigma ellipse holds
 1 - exp(-s k^2 / 2): 39.3 / 86.5 / 98.9 % for s = 1 (a calibrated Gaussian, the optimum of the
 textbook NLL with 1/2 on both terms) and 63.2 / 98.2 / 99.99 % for s = 2 (SAMP's loss).
-docs/CALIBRATION.md has the derivation; tests/test_calibration.py checks it on samples.
+docs/CALIBRATION.md has the derivation; tests/evaluation/test_calibration.py checks it on samples.
 """
 import math
 from typing import Optional, Sequence

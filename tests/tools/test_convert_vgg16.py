@@ -14,12 +14,13 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from model.vgg import VGG16_LAYER_KEYS, Vgg16
+from tests import paths
 from tools import convert_vgg16 as tool
 from utils import convert_vgg16
 from utils.cli import run
 from utils.errors import ConversionError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = paths.REPO
 
 # A narrow VGG16 (8 channels per block start) keeps the files tiny; the layout is Keras'.
 CHANNELS = (8, 8, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64)

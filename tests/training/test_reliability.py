@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from tests import paths
 from utils.data.prefetch import ImageLoader, Prefetcher
 from utils.data.sampler import TrainSampler
 from utils.errors import CheckpointError, DataError, FolderBusy
@@ -25,7 +26,7 @@ from utils.evaluation.retrieval import search, validate_top_blocked
 from utils.session import checkpoints as ckpt
 from utils.training import run_folder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 
 
 # ----------------------------------------------------------------------------- 1: NaN in retrieval
@@ -289,7 +290,7 @@ def test_evaluation_uses_each_tiles_own_metres_per_pixel(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the training loop
-# A tiny E_1a (tests/test_trainer.py's sizes: 2 epochs of 3 steps) with a mining pool of every
+# A tiny E_1a (tests/training/test_trainer.py's sizes: 2 epochs of 3 steps) with a mining pool of every
 # tile, so that the pool's hard tiles are exactly the most similar ones.
 TINY = {"mining.pool_size": 1000}
 STEP_MARKS = """
@@ -332,7 +333,7 @@ def _run_quiet(stage, cfg, **kwargs):
 def reference(city, tmp_path_factory):
     """An uninterrupted tiny E_1a: what every interrupted and resumed run must equal."""
     import train_first_E_1
-    from tests.test_trainer import tiny_config
+    from tests.training.test_trainer import tiny_config
     cfg = tiny_config(city, str(tmp_path_factory.mktemp("reference")), **TINY)
     _run_quiet(train_first_E_1.E_1a, cfg)
     return cfg
@@ -350,7 +351,7 @@ class Child:
     """train_first_E_1.py --part a on the tiny config in a real subprocess that marks its steps."""
 
     def __init__(self, city, runs, marks, resume):
-        from tests.test_trainer import tiny_overrides
+        from tests.training.test_trainer import tiny_overrides
         os.makedirs(marks, exist_ok=True)
         self.marks = marks
         sets = [arg for value in tiny_overrides(city, runs, **TINY) for arg in ("--set", value)]
@@ -382,7 +383,7 @@ def test_signals_stop_after_the_step_and_resume_bit_for_bit(reference, city, tmp
     import socket
 
     import train_first_E_1
-    from tests.test_trainer import tiny_config
+    from tests.training.test_trainer import tiny_config
     from utils.training.stage import stage_dir
     runs = str(tmp_path / "runs")
     cfg = tiny_config(city, runs, **TINY)
@@ -454,7 +455,7 @@ def test_a_diverged_update_is_never_saved_or_scored(city, tmp_path):
     """Item 1: the issue's reproduction, lr 1e9 and one step per epoch. The loss fetched before
     the update is finite; the weights after it are not: no checkpoint, no metrics."""
     import train_first_E_1
-    from tests.test_trainer import tiny_config
+    from tests.training.test_trainer import tiny_config
     from utils.errors import TrainingStopped
     from utils.training.stage import stage_dir
     cfg = tiny_config(city, str(tmp_path), **{"stages.E_1a.lr": 1e9, "stages.E_1a.steps_per_epoch": 1,
@@ -473,7 +474,7 @@ def test_non_finite_descriptors_in_validation_are_an_error_naming_the_stage_and_
     """Item 1: finite weights, but NaN tile descriptors in the validation scans (batches of 16; the
     training batches of 8 stay finite, so the checks before saving pass)."""
     import train_first_E_1
-    from tests.test_trainer import tiny_config
+    from tests.training.test_trainer import tiny_config
     from utils.errors import NonFiniteError
     from utils.training.stage import Stage, stage_dir
 
@@ -497,7 +498,7 @@ def test_non_finite_descriptors_in_validation_are_an_error_naming_the_stage_and_
 def test_a_full_disk_stops_the_trainer_cleanly_and_records_no_epoch_without_checkpoint(city, tmp_path):
     """Item 4 on a real 12 MB tmpfs, filled so that the first checkpoint does not fit."""
     import train_first_E_1
-    from tests.test_trainer import tiny_config
+    from tests.training.test_trainer import tiny_config
     from utils.training.stage import stage_dir
     with small_filesystem(str(tmp_path / "disk"), 12 << 20) as disk:
         cfg = tiny_config(city, disk, **{"stages.E_1a.epochs": 1})
@@ -530,7 +531,7 @@ runpy.run_path("evaluate.py", run_name="__main__")  # the real entry point
 
 
 def _evaluate_args(cfg, checkpoint, out):
-    from tests.test_trainer import tiny_overrides
+    from tests.training.test_trainer import tiny_overrides
     sets = [a for v in tiny_overrides(cfg.data.root, cfg.runs_dir, **TINY) for a in ("--set", v)]
     return ["--checkpoint", checkpoint, "--config", "configs/demo.yaml", "--out", out] + sets
 

@@ -5,9 +5,10 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import models
+from tests import paths
 from utils.session import checkpoints as ckpt
 
-LEGACY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy")
+LEGACY = paths.LEGACY
 
 
 def read_legacy(name):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from tests import paths
 from utils.config import load_config
 from utils.training.optimizer import HeadScaledAdam, stage_optimizer
 
@@ -84,7 +85,7 @@ def test_a_head_scale_in_a_stage_without_heads_is_an_error_naming_the_key():
 
 def test_a_stage_script_given_a_head_scale_it_cannot_use_stops_with_one_line(city, tmp_path):
     """A real `python train_first_E_1.py` whose E_1a (no SAMP heads) is given head_lr_scale 5."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = paths.REPO
     overrides = [f"data.root={city}", f"runs_dir={tmp_path}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
                  "model.vgg_width=0.125", "stages.E_1a.head_lr_scale=5"]
     done = subprocess.run([sys.executable, os.path.join(repo, "train_first_E_1.py")]

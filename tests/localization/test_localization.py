@@ -14,6 +14,7 @@ import rasterio
 from pyproj import Geod, Transformer
 from rasterio.transform import from_origin
 
+from tests import paths
 from utils.config import load_config
 from utils.data.dataset import parse_pano_name, parse_sat_name
 from utils.data.geo import utm_to_latlon
@@ -26,7 +27,7 @@ from utils.localization.predict import read_panorama, require_finite
 from utils.localization.query import Localizer, Settings
 from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 UTM_18N = "EPSG:32618"
 GEOD = Geod(ellps="WGS84")
 

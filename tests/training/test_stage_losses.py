@@ -23,21 +23,21 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from model.losses import semi_positive_weight
-from model.uncertainty import uncertainty_np
-from utils.config import load_config
-from utils.metrics import distance_score
-from utils.training.graph import build_training_graph
-
 import train_first_E_1
 import train_second_E_2_1
 import train_second_E_2_2
 import train_third_E_3
+from model.losses import semi_positive_weight
+from model.uncertainty import uncertainty_np
+from tests import paths
+from utils.config import load_config
+from utils.metrics import distance_score
+from utils.training.graph import build_training_graph
 
 STAGES = {"E_1a": train_first_E_1.E_1a, "E_1b": train_first_E_1.E_1b,
           "E_2_1": train_second_E_2_1.E_2_1, "E_2_2": train_second_E_2_2.E_2_2,
           "E_3": train_third_E_3.E_3}
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 DEMO_CONFIG = os.path.join(REPO, "configs", "demo.yaml")
 TINY = ["data.sat_size=[64,64]", "data.grd_size=[32,64]", "model.vgg_width=0.125",
         "model.fc_dim=32", "model.out_dim=32", "model.cholesky_hidden=8",

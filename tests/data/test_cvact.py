@@ -7,12 +7,11 @@ import pytest
 
 import Samples_on_CVACT
 from utils.data import geo
-from utils.data.cvact import (AERIAL_SIDE, crop_offset_640, locate_cvact, read_act_mat, sample_crops,
-                         utm_to_gps)
+from utils.data.cvact import AERIAL_SIDE, crop_offset_640, locate_cvact, read_act_mat, sample_crops, utm_to_gps
 from utils.data.dataset import load_index_from_root, load_vigor
-from utils.data.synthetic_cvact import make_tiny_cvact
 from utils.data.prefetch import ImageLoader, Prefetcher
 from utils.data.sampler import TrainSampler
+from utils.data.synthetic_cvact import make_tiny_cvact
 
 CENTER_LINE = re.compile(r"^(?P<base>.+)_sampled_(?P<k>[0-3])\.jpg: \((?P<x>\d+\.0), (?P<y>\d+\.0)\)$")
 

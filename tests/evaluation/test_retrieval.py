@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from utils.evaluation.retrieval import (_distance, _strict_threshold, rows_per_block, search,
-                             top_accuracies, validate_top_blocked)
+from utils.evaluation.retrieval import (
+    _distance,
+    _strict_threshold,
+    rows_per_block,
+    search,
+    top_accuracies,
+    validate_top_blocked,
+)
 
 
 def _unit(rng, n, d, dtype=np.float32):

@@ -1,7 +1,7 @@
 """Data-parallel training on tf.distribute gives the single-device numbers.
 
 Logical CPU devices and a cluster must be set before TensorFlow starts, so every distributed run
-is a subprocess (tests/distributed_cases.py): 2 logical CPU devices under MirroredStrategy, or
+is a subprocess (tests/session/distributed_cases.py): 2 logical CPU devices under MirroredStrategy, or
 2 worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy.
 """
 import json
@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from tests import paths
 from utils.session import checkpoints as ckpt
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CASES = os.path.join(REPO, "tests", "distributed_cases.py")
+REPO = paths.REPO
+CASES = os.path.join(paths.TESTS, "session", "distributed_cases.py")
 STAGES = ["E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"]
 TINY = ["data.sat_size=[64, 64]", "data.grd_size=[32, 64]", "model.vgg_width=0.125", "model.fc_dim=32",
         "model.out_dim=32", "model.cholesky_hidden=8", "model.decoder_width=32", "mining.pool_size=20",

@@ -1,12 +1,12 @@
 """Distributed cases the tests run in subprocesses (logical devices must be made before TF starts).
 
-    python tests/distributed_cases.py steps OUT.json [STAGE ...]
+    python tests/session/distributed_cases.py steps OUT.json [STAGE ...]
         for each stage: the trainer's graph on one device and on 2 logical CPU devices
         (MirroredStrategy), from the same weights, on the same global batch of 4: losses and
         summed gradients of each of 3 Adam steps, and the weights after them; writes the
         comparison to OUT.json and each graph's TensorBoard summaries to events/<stage>/<label>
         beside it.
-    python tests/distributed_cases.py train CONFIG_JSON
+    python tests/session/distributed_cases.py train CONFIG_JSON
         run_stage of the stages listed in the config (a JSON file: config, overrides, stages, and
         optionally runs: [{overrides, resume, stop_after_steps}, ...] made one after another in
         this process, an interrupted run's message printed, and evaluate: evaluate.py's arguments,
@@ -17,9 +17,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tests"))
 
 STEPS = 3
 
@@ -30,9 +29,8 @@ def _compare_steps(names, out_path):
     graph_mode()
     mirrored = Distribution({"distribute": {"strategy": "mirrored", "replicas": 2}})  # before TF starts
 
-    from test_stage_losses import STAGES, UNCERTAINTIES, tiny_config
-
     from model.losses import semi_positive_weight
+    from tests.training.test_stage_losses import STAGES, UNCERTAINTIES, tiny_config
 
     cfg = tiny_config()
     w = semi_positive_weight(UNCERTAINTIES, a=cfg.stages.E_3.weight_a, b=cfg.stages.E_3.weight_b,
@@ -54,8 +52,15 @@ def _three_steps(stage, cfg, dist, start, e3_weights, events_dir):
     device puts its initial values into `start` (a dict), a strategy starts from them (fed to the
     initialisers: the graph has no Saver, which would double its build time)."""
     import tensorflow.compat.v1 as tf
-    from test_stage_losses import BATCH, LEARNING_RATE, SESSION_CONFIG, e3_feed_weights, feed_of, make_batch
 
+    from tests.training.test_stage_losses import (
+        BATCH,
+        LEARNING_RATE,
+        SESSION_CONFIG,
+        e3_feed_weights,
+        feed_of,
+        make_batch,
+    )
     from utils.session.distribute import ShardedSession
     from utils.training.graph import build_training_graph
     parts = build_training_graph(stage, cfg, BATCH, LEARNING_RATE, dist, savers=False)
@@ -113,8 +118,8 @@ def _differences(single, mirrored):
 def _train(config_path):
     with open(config_path) as f:
         job = json.load(f)
-    from utils.config import load_config
     from utils.cli import graph_mode
+    from utils.config import load_config
     from utils.session.distribute import Distribution
     graph_mode()
     Distribution(load_config(job["config"], job["overrides"]))  # devices and cluster before TF starts

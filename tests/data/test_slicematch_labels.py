@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests import paths
 from utils.config import load_config
 from utils.data import check
 from utils.data.dataset import CORRECTED_MPP, load_vigor
@@ -17,7 +18,7 @@ from utils.data.splits import load_splits
 from utils.errors import DataError
 from utils.metrics import Lat_Lng, gps2distance
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "slicematch", "VIGOR_corrected_labels",
+FIXTURE = os.path.join(paths.FIXTURES, "slicematch", "VIGOR_corrected_labels",
                        "splits__corrected")
 CITIES = ("Chicago", "NewYork", "Seattle")   # the cities whose label files the snapshot held
 ALL_CITIES = CITIES + ("SanFrancisco",)      # San Francisco: its satellite_list.txt only
@@ -166,7 +167,7 @@ except SystemExit as stop:
 def run_check(*args):
     """`python -m tools.check_data ARGS` in its own process; (stdout, stderr)."""
     done = subprocess.run([sys.executable, "-c", CHECK_AS_RUN] + list(args), capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=120)
+                          cwd=paths.REPO, timeout=120)
     return done.stdout, done.stderr
 
 

@@ -4,10 +4,20 @@ import math
 import numpy as np
 import pytest
 
-from utils.evaluation.calibration import (calibration, error_by_quantile, spearman, uncertainty_from_sigma,
-                                         uncertainty_report)
-from utils.evaluation.summaries import (localization_errors, meter_summary, predicted_gps, retrieval_summary,
-                                          true_offsets)
+from utils.evaluation.calibration import (
+    calibration,
+    error_by_quantile,
+    spearman,
+    uncertainty_from_sigma,
+    uncertainty_report,
+)
+from utils.evaluation.summaries import (
+    localization_errors,
+    meter_summary,
+    predicted_gps,
+    retrieval_summary,
+    true_offsets,
+)
 from utils.metrics import Lat_Lng, distance_accuracy, distance_score, gps2distance, validate_top
 
 

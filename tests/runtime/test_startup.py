@@ -7,9 +7,10 @@ import sys
 import threading
 import time
 
+from tests import paths
 from utils.startup import STARTING_INTERRUPTED
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 TENSORFLOW_SCRIPTS = ("train_first_E_1.py", "train_second_E_2_1.py", "train_second_E_2_2.py",
                       "train_third_E_3.py", "evaluate.py", "demo.py", "localize.py")
 

@@ -7,9 +7,10 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import losses, models, models_two_dec
+from tests import paths
 
 # tests/legacy/varnames_*.txt: the original graphs' variables, as the original code builds them
-LEGACY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy")
+LEGACY_DIR = paths.LEGACY
 SAT, GRD = 320, (320, 640)
 
 

@@ -9,6 +9,7 @@ from model import losses
 from model.decoder import decoder
 from model.models_two_dec import SAFA_delta
 from model.uncertainty import get_uncertainty
+from tests import paths
 
 # Grappler's graph rewrites cost seconds on the first run of every graph; these tests run
 # each graph once or twice, so they skip them.
@@ -17,7 +18,7 @@ QUICK_START.graph_options.rewrite_options.disable_meta_optimizer = True
 TINY = dict(out_dim=64, fc_dim=64, cholesky_hidden=16, decoder_width=32, vgg_path="random",
             vgg_width=0.125)
 SAT, GRD = 64, (64, 128)
-LEGACY_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "legacy",
+LEGACY_LIST = os.path.join(paths.LEGACY,
                            "varnames_samp_safa_delta.txt")
 
 

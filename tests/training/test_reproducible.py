@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from tests import paths
 from utils.reproducible import PINNED, pin_numerics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 
 # one E_1a epoch of two steps at the tiny test sizes, then an md5 of every saved variable
 # (dataset "vigor": the generated city is read as it is, not regenerated to the demo's size)

@@ -9,8 +9,8 @@ import compare
 import evaluate
 from utils.config import load_config
 from utils.data.dataset import SplitIndex
-from utils.evaluation.summaries import predicted_gps, true_offsets
 from utils.evaluation.report import evaluate_outputs
+from utils.evaluation.summaries import predicted_gps, true_offsets
 from utils.metrics import gps2distance
 
 RETRIEVED = np.array([0, 1, 2, 4, 3, 0])     # top-1 tile of each query

@@ -7,10 +7,18 @@ import cv2
 import numpy as np
 import pytest
 
+from tests import paths
 from utils.data import geo
 from utils.data import synthetic_vigor as sv
-from utils.data.dataset import (PANO_LABELS, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST, load_vigor, parse_pano_name,
-                           parse_sat_name)
+from utils.data.dataset import (
+    PANO_LABELS,
+    SAME_AREA_TEST,
+    SAME_AREA_TRAIN,
+    SAT_LIST,
+    load_vigor,
+    parse_pano_name,
+    parse_sat_name,
+)
 
 SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 
@@ -180,7 +188,7 @@ def test_ctrl_c_while_demo_draws_the_city_leaves_nothing_half_written(tmp_path):
     import sys
     import time
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = paths.REPO
     root = tmp_path / "city"
 
     def as_from_a_terminal():   # pytest hands its children an ignored SIGINT

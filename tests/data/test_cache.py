@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests import paths
 from utils.config import load_config
 from utils.data import synthetic_vigor as sv
 from utils.data.cache_builder import build_for_config
@@ -26,7 +27,7 @@ from utils.data.sampler import TrainSampler
 from utils.data.splits import build_loader, load_splits
 from utils.errors import DataError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = paths.REPO
 BUILD_COMMAND = "python -m tools.build_cache --config"
 INTERRUPTED = "interrupted; the images stored so far are kept: run the same command again to continue"
 
@@ -206,8 +207,7 @@ def test_ctrl_c_keeps_the_work_done_and_a_second_run_finishes_the_same_cache(ful
 
 
 def test_a_full_disk_is_one_line_and_the_partial_cache_is_never_used(full_size_city, tmp_path, monkeypatch):
-    from test_reliability import small_filesystem
-
+    from tests.training.test_reliability import small_filesystem
     from utils.data import cache_builder
     with small_filesystem(str(tmp_path / "disk"), 2 << 20) as disk:
         cfg = load_config(write_config(tmp_path, full_size_city, cache_dir=disk, use_cache="require"))
