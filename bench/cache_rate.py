@@ -140,7 +140,7 @@ def report(cfg, train, cached, decoded, work, few, summary, build_s, folder):
 
     print(f"\nresized image cache at VIGOR's image sizes (2048 x 1024 JPEG panoramas, 640 x 640 PNG tiles -> "
           f"grd {tuple(cfg.data.grd_size)}, sat {tuple(cfg.data.sat_size)}); {os.cpu_count()} cores; "
-          f"measured on a shared machine\n")
+          f"2 vCPUs that scale like about one core\n")
     print(f"built: {summary['images']} images in {build_s:.1f} s on 2 threads "
           f"({1000 * build_s * 2 / summary['images']:.0f} core-ms per image)")
     print(f"samples/s per core (1 panorama + 2 tiles): decoding {rate_decoded:.1f}, cache {rate_cached:.1f} "
@@ -149,7 +149,7 @@ def report(cfg, train, cached, decoded, work, few, summary, build_s, folder):
           f"{100 * waits[20]:.1f} % at a 20 ms step, {100 * waits[100]:.1f} % at 100 ms; decoding "
           f"{100 * wait_decoded:.1f} % at 100 ms")
     step_ms = STEP_GFLOP / (H100_TF32_DENSE_TFLOPS / 3)     # GFLOP / (TFLOP/s) = ms
-    print(f"GPU rate: a batch-{STEP_BATCH} E_2_2 step is {STEP_GFLOP:,} GFLOP (forward + backward); at a third "
+    print(f"GPU rate (ESTIMATE, not measured): a batch-{STEP_BATCH} E_2_2 step is {STEP_GFLOP:,} GFLOP (forward + backward); at a third "
           f"of an H100's dense TF32 peak, {H100_TF32_DENSE_TFLOPS} / 3 = {H100_TF32_DENSE_TFLOPS / 3:.0f} TFLOP/s, "
           f"that is {STEP_GFLOP:,} / {H100_TF32_DENSE_TFLOPS / 3:.0f} = {step_ms:.1f} ms; at 10-20 ms per step the "
           f"GPU takes {STEP_BATCH / 0.020:.0f}-{STEP_BATCH / 0.010:.0f} panoramas/s and "
