@@ -2,6 +2,7 @@
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,7 +21,6 @@ LABELS = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 0, 1, 3], [3, 4, 0, 1], [4, 0
 
 @pytest.fixture
 def index(tmp_path):
-    cv2 = pytest.importorskip("cv2")
     sat_gps = np.column_stack([40.0 + 0.0003 * np.arange(5), np.full(5, -74.0)])
     sat_paths = np.array([str(tmp_path / f"satellite_{lat}_{lng}.png") for lat, lng in sat_gps])
     positive = LABELS[:, 0]

@@ -111,7 +111,6 @@ def test_validate_top_blocked_matches_loop(tied_data):
 
 
 def test_faiss_backend_matches_numpy(tied_data):
-    pytest.importorskip("faiss")
     grd, sat, labels = tied_data
     a = search(grd, sat, labels, k=3, backend="faiss")
     b = search(grd, sat, labels, k=3)
