@@ -18,12 +18,12 @@ from tests import paths
 from utils.config import load_config
 from utils.data.dataset import parse_pano_name, parse_sat_name
 from utils.data.geo import utm_to_latlon
-from utils.errors import CheckpointError, DataError
+from utils.errors import DataError
 from utils.localization import fusion
 from utils.localization.database import build_database, check_matches_training, load_database
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly, with_floor
-from utils.localization.predict import read_panorama, require_finite
+from utils.localization.predict import read_panorama
 from utils.localization.query import Localizer, Settings
 from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
 
@@ -359,13 +359,6 @@ def test_database_of_another_tile_size_and_an_empty_database(utm_raster, tmp_pat
         load_database(str(tmp_path / "db"))
     with pytest.raises(DataError, match=r"is not a reference database"):
         load_database(str(tmp_path))
-
-
-def test_nan_outputs_name_their_count():
-    values = np.ones((5, 3))
-    values[[1, 3], 2] = np.nan
-    with pytest.raises(CheckpointError, match=r"NaN or infinite descriptors for 2 of 5 tiles"):
-        require_finite(values, "descriptors", "tiles")
 
 
 # ---------------------------------------------------------------- end to end

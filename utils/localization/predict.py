@@ -8,22 +8,12 @@ import numpy as np
 
 from utils.data.dataset import SplitIndex
 from utils.data.splits import build_loader
-from utils.errors import CheckpointError, DataError
+from utils.errors import DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
 from utils.session.checkpoints import checkpoint_prefix
 
 PANORAMA_RATIO_TOLERANCE = 0.01
-
-
-def require_finite(array, what, count_of):
-    """CheckpointError naming how many rows of `array` hold a NaN or an infinity."""
-    array = np.asarray(array)
-    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-    if bad.any():
-        raise CheckpointError(f"the checkpoint gives NaN or infinite {what} for {int(bad.sum())} of {len(array)} "
-                              f"{count_of}: its weights are broken; use an earlier epoch or retrain")
-    return array
 
 
 def read_panorama(path):
@@ -66,13 +56,13 @@ class LocalizationModel:
 
     def tile_descriptors(self, paths, progress=True):
         scan = self._scanner(scan_index(paths, [], "reference tiles"), progress).tiles()
-        return _unit(require_finite(scan.values["desc"], "descriptors", "tiles"))
+        return _unit(scan.values["desc"])
 
     def panorama_descriptors(self, paths, progress=False):
         for path in paths:
             read_panorama(path)                     # readable and 2:1, or a clear error
         scan = self._scanner(scan_index([], paths, "query panoramas"), progress).panoramas()
-        return _unit(require_finite(scan.values["desc"], "descriptors", "panoramas"))
+        return _unit(scan.values["desc"])
 
     def tile_outputs(self, tile_paths, panorama_paths, keep_heatmaps=0, progress=False):
         """Panorama i in tile i: offsets (n, 2), sigma (n, 2, 2) or None, heatmaps (first keep_heatmaps) or None."""
@@ -80,9 +70,6 @@ class LocalizationModel:
             return np.zeros((len(tile_paths), 2)), None, None
         scanner = self._scanner(scan_index(tile_paths, panorama_paths, "query pairs"), progress)
         scan = scanner.pairs(np.arange(len(tile_paths)), keep_heatmaps=keep_heatmaps, desc="offsets")
-        require_finite(scan.values["offsets"], "offsets", "tile predictions")
-        if "sigma" in scan.values:
-            require_finite(scan.values["sigma"], "Sigma", "tile predictions")
         return scan.values["offsets"], scan.values.get("sigma"), scan.extra.get("heatmaps")
 
 
