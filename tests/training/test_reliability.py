@@ -1,8 +1,9 @@
 """Faults as they happen: real signals to a real training process, a real full file system (tmpfs),
 a second real process holding the stage folder, damaged checkpoints, a truncated JPEG, NaN.
 
-Issue 13's items, one or more tests each: 1 NaN, 2 SIGINT = SIGTERM, 3 damaged checkpoints,
-4 full disk, 5 lock and fresh-run guard, 6 save before validation, 7 truncated JPEG.
+The faults, one or more tests each (numbered in the tests below): 1 NaN, 2 SIGINT = SIGTERM,
+3 damaged checkpoints, 4 full disk, 5 lock and fresh-run guard, 6 save before validation,
+7 truncated JPEG.
 """
 import contextlib
 import json
