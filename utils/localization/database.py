@@ -6,8 +6,8 @@ azimuthal equidistant projection centred on the raster) at ground_mpp x 640 / ti
 metres per pixel, so that every tile covers 640 x ground_mpp metres of ground, as the
 checkpoint's tiles did. Downsampling averages the pixels (Resampling.average), upsampling (at
 most 2x; coarser rasters are refused) is bilinear; a raster already on that grid (same CRS,
-pixels within 0.1 %) is cut as it is. Tiles are read one at a time through a WarpedVRT, so memory
-does not grow with the raster.
+pixels within 0.1 %) is cut as it is. Tiles are read one at a time through a WarpedVRT, with GDAL's
+block cache bounded to 256 MB, so memory does not grow with the raster.
 
 Pixels: 8-bit as they are; 16-bit stretched per band from its 2nd to its 98th percentile (valid
 pixels of a decimated read, at most 1024 px a side) to 0-255. One band: grey, repeated; three or
@@ -55,6 +55,7 @@ NATIVE_TOLERANCE = 1e-3       # a raster whose pixels are the grid's within this
 MIN_VALID_SHARE = 0.5         # tiles with less valid (not nodata) pixels are skipped
 STRETCH_PERCENTILES = (2, 98)
 STRETCH_SAMPLE_PX = 1024
+GDAL_CACHE_BYTES = 256 * 2 ** 20   # decoded blocks GDAL keeps (its default, 5 % of the RAM, a large raster fills)
 
 
 # ---------------------------------------------------------------- building
@@ -187,7 +188,8 @@ def build_database(raster, out_dir, ground_mpp, tile_px=640, stride_px=640, prog
         raise DataError(f"--tile-px {tile_px} / --stride-px {stride_px} / --ground-mpp {ground_mpp}: use a tile "
                         f"of at least 64 px, a positive stride (VIGOR: 640, stride 320 dense or 640 sparse) and "
                         f"a positive ground resolution (VIGOR: 0.114 m/px)")
-    with open_raster(raster) as src:
+    import rasterio
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(raster) as src:
         grid = plan_grid(src, raster, ground_mpp, tile_px)
         frame = MetricFrame(grid.crs.to_wkt(), grid.transform, metric_wkt=grid.crs.to_wkt())
         to_raster_crs = Transformer.from_crs(frame.metric, CRS.from_wkt(src.crs.to_wkt()), always_xy=True)
