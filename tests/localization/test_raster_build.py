@@ -12,9 +12,11 @@ from pyproj import CRS, Geod, Transformer
 from rasterio.transform import from_origin
 
 import localize
+from tests import paths
 from utils.cli import run
 from utils.localization.database import build_database, load_database
 
+REPO = paths.REPO
 GEOD = Geod(ellps="WGS84")
 GROUND_MPP = 0.114                     # VIGOR's, at 640 px
 TILE_PX = 64                           # so the grid has 1.14 ground m/px and tiles of 72.96 m
@@ -175,3 +177,16 @@ def test_16_bit_is_stretched_from_the_2nd_to_the_98th_percentile_and_grey_is_rep
     db = load_database(str(tmp_path / "grey"))
     tile = cv2.imread(db.tile_path(0))
     assert np.array_equal(tile[:, :, 0], tile[:, :, 2]) and np.array_equal(tile[:, :, 0], (ramp[:64, :64] // 40))
+
+
+def test_without_ground_mpp_the_checkpoints_run_config_gives_it(tmp_path, capsys):
+    run_dir = tmp_path / "runs" / "exp"
+    run_dir.mkdir(parents=True)
+    default = open(f"{REPO}/configs/default.yaml").read()
+    (run_dir / "config.yaml").write_text(default.replace("  resolution: original ", "  resolution: 0.2 ", 1))
+    raster = write_raster(tmp_path / "map.tif", random_rgb(140), "EPSG:32618",
+                          from_origin(UTM_WEST, UTM_NORTH, 2.0, 2.0))
+    code = run(localize.main, ["build", "--raster", raster, "--out", str(tmp_path / "db"), "--tile-px", "64",
+                               "--stride-px", "64", "--checkpoint", str(run_dir / "E_3" / "4")], tensorflow=False)
+    assert code == 0, capsys.readouterr().err
+    assert "tiles of 64 px = 128.0 m (2 m/px in EPSG:32618, resampling none)" in capsys.readouterr().out

@@ -101,6 +101,7 @@ class TileGrid:
     height: int
     width: int
     ground_mpp: float         # ground metres per grid pixel at the raster's centre
+    raster_ground_mpp: float  # ground metres per raster pixel there
     resampling: str           # none (the raster's own grid), average (downsampling) or bilinear (upsampling)
 
 
@@ -120,11 +121,11 @@ def plan_grid(src, path, ground_mpp, tile_px):
     metric = local_metric_crs(crs, lon, lat)
     step = wanted * scale_factor(metric, lon, lat)
     if metric is crs and all(abs(abs(v) / step - 1.0) <= NATIVE_TOLERANCE for v in (src.transform.a, src.transform.e)):
-        return TileGrid(crs, tuple(src.transform)[:6], src.height, src.width, native, "none")
+        return TileGrid(crs, tuple(src.transform)[:6], src.height, src.width, native, native, "none")
     from rasterio.warp import transform_bounds
     left, bottom, right, top = transform_bounds(src.crs, metric.to_wkt(), *src.bounds, densify_pts=21)
     return TileGrid(metric, (step, 0.0, left, 0.0, -step, top), int((top - bottom) // step),
-                    int((right - left) // step), wanted, "average" if wanted >= native else "bilinear")
+                    int((right - left) // step), wanted, native, "average" if wanted >= native else "bilinear")
 
 
 @contextmanager
@@ -220,16 +221,14 @@ def build_database(raster, out_dir, ground_mpp, tile_px=640, stride_px=640, prog
 
 
 def _info(raster, src, grid, ground_mpp, tile_px, stride_px, stretch, frame):
-    native = ground_metres_per_pixel(CRS.from_wkt(src.crs.to_wkt()), src.transform, src.height / 2.0,
-                                     src.width / 2.0)
     bands = "band 1 as grey" if src.count == 1 else "bands 1, 2, 3 as R, G, B"
     return {"raster": os.path.abspath(raster), "raster_crs": crs_label(src.crs),
-            "raster_size_px": [src.height, src.width], "raster_ground_m_per_px": native,
+            "raster_size_px": [src.height, src.width], "raster_ground_m_per_px": grid.raster_ground_mpp,
             "ground_mpp": float(ground_mpp), "tile_px": int(tile_px), "stride_px": int(stride_px),
             "tile_ground_m": LABEL_SIDE * float(ground_mpp),
             "grid": {"crs": crs_label(grid.crs), "size_px": [grid.height, grid.width],
                      "ground_m_per_px": grid.ground_mpp, "resampling": grid.resampling,
-                     "scale": grid.ground_mpp / native},
+                     "scale": grid.ground_mpp / grid.raster_ground_mpp},
             "pixels": {"bands": f"{bands}, written as BGR PNGs", "dtype": src.dtypes[0],
                        "stretch": None if stretch is None else
                        {"percentiles": list(STRETCH_PERCENTILES), "low": stretch[0].tolist(), "high": stretch[1].tolist()},
