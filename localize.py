@@ -1,11 +1,13 @@
 """Localize new panoramas against a georeferenced map: build a reference database, index it, query it.
 
-    python localize.py build --raster MAP.tif --out DB [--tile-px 640] [--stride-px 640|320]
+    python localize.py build --raster MAP.tif --out DB [--ground-mpp 0.114 | --config CFG | --checkpoint CKPT]
+        [--tile-px 640] [--stride-px 640|320]
     python localize.py index --checkpoint CKPT --db DB [--config configs/demo.yaml] [--set key=value]
     python localize.py query --checkpoint CKPT --db DB PANO [PANO ...] --out OUT.geojson [--figures DIR]
         [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
 
-build cuts the raster (any CRS rasterio reads) into VIGOR-named tiles with tiles.csv / tiles.geojson;
+build resamples the raster (any CRS rasterio reads) to the ground resolution the checkpoint was
+trained on and cuts it into VIGOR-named tiles with tiles.csv / tiles.geojson;
 index stores the checkpoint's tile descriptors (and a faiss index); query writes a GeoJSON in WGS84
 with the top-k tiles, each tile's offset and Gaussian, and the fused position with its 1 and 2
 sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
@@ -27,23 +29,38 @@ from utils.config import load_config
 from utils.errors import DataError
 
 
-def _model_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory or prefix (runs/<exp>/<stage>/<epoch>)")
-    parser.add_argument("--db", required=True, help="the reference database (made by build)")
-    parser.add_argument("--config", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml"),
+DEMO_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "demo.yaml")
+
+
+def _config_arguments(parser):
+    parser.add_argument("--config", default=DEMO_CONFIG,
                         help="the config the checkpoint was trained with (default: configs/demo.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set localize.top_k=5 (repeatable)")
 
 
+def _model_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint directory or prefix (runs/<exp>/<stage>/<epoch>)")
+    parser.add_argument("--db", required=True, help="the reference database (made by build)")
+    _config_arguments(parser)
+
+
+def _build_arguments(parser):
+    parser.add_argument("--raster", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--ground-mpp", type=float,
+                        help="ground metres per pixel of the checkpoint's 640-px tiles (default: from the config)")
+    parser.add_argument("--checkpoint", help="without --config: take the config its run recorded (config.yaml)")
+    _config_arguments(parser)
+    parser.set_defaults(config=None)
+    parser.add_argument("--tile-px", type=int, default=640, help="pixels per tile side (the ground size stays the same)")
+    parser.add_argument("--stride-px", type=int, default=640, help="640: sparse (no overlap); 320: VIGOR's dense layout")
+
+
 def argument_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="cut a georeferenced raster into a reference database")
-    build.add_argument("--raster", required=True)
-    build.add_argument("--out", required=True)
-    build.add_argument("--tile-px", type=int, default=640)
-    build.add_argument("--stride-px", type=int, default=640, help="640: sparse (no overlap); 320: VIGOR's dense layout")
+    _build_arguments(commands.add_parser("build", help="cut a georeferenced raster into a reference database"))
     _model_arguments(commands.add_parser("index", help="compute and store the tile descriptors"))
     query = commands.add_parser("query", help="localize panoramas; write GeoJSON (and figures)")
     _model_arguments(query)
@@ -79,11 +96,25 @@ def open_model(args):
     return LocalizationModel(cfg, args.checkpoint), db, settings
 
 
+def ground_mpp(args):
+    """--ground-mpp, else that of the config (--config, the checkpoint's run, or the demo's)."""
+    from utils.localization.database import training_ground_mpp
+    if args.ground_mpp is not None:
+        return args.ground_mpp
+    if args.config is None and args.checkpoint:
+        from utils.training.records import load_run_config
+        return training_ground_mpp(load_run_config(args.checkpoint, args.overrides))
+    return training_ground_mpp(load_config(args.config or DEMO_CONFIG, args.overrides))
+
+
 def command_build(args):
     from utils.localization.database import build_database
-    info = build_database(args.raster, args.out, tile_px=args.tile_px, stride_px=args.stride_px)
-    print(f"{args.out}: {info['tiles']} tiles of {args.tile_px} px every {args.stride_px} px; skipped "
-          f"{info['skipped_outside']} leaving the raster and {info['skipped_nodata']} all nodata")
+    info = build_database(args.raster, args.out, ground_mpp(args), tile_px=args.tile_px, stride_px=args.stride_px)
+    grid = info["grid"]
+    print(f"{args.out}: {info['tiles']} tiles of {args.tile_px} px = {info['tile_ground_m']:.1f} m "
+          f"({grid['ground_m_per_px']:.3g} m/px in {grid['crs'].split()[0]}, resampling {grid['resampling']}) every "
+          f"{args.stride_px} px; skipped {info['skipped_outside']} leaving the raster and "
+          f"{info['skipped_nodata']} mostly nodata")
 
 
 def command_index(args):

@@ -43,7 +43,7 @@ from utils.data.synthetic_sequences import (  # noqa: E402
     write_validation_panoramas,
 )
 from utils.errors import CheckpointError, DataError
-from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
+from utils.localization.database import INFO_FILE, build_database, load_database, training_ground_mpp  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.localization.query import Localizer, Settings  # noqa: E402
@@ -61,12 +61,13 @@ VARIANTS = (("dense (stride 320)", 320, "none"), ("sparse (stride 640)", 640, "n
 
 
 # ---------------------------------------------------------------- data
-def database_for(root, city, stride, out, model):
+def database_for(root, city, stride, out, model, ground_mpp):
     raster = os.path.join(root, city, RASTER_NAME)
     path = os.path.join(out, f"{city}_stride{stride}")
     if not os.path.exists(os.path.join(path, INFO_FILE)) or \
-            json.load(open(os.path.join(path, INFO_FILE)))["raster"] != os.path.abspath(raster):
-        build_database(raster, path, tile_px=640, stride_px=stride, progress=False)
+            json.load(open(os.path.join(path, INFO_FILE)))["raster"] != os.path.abspath(raster) or \
+            json.load(open(os.path.join(path, INFO_FILE))).get("ground_mpp") != ground_mpp:
+        build_database(raster, path, ground_mpp, tile_px=640, stride_px=stride, progress=False)
     db = load_database(path)
     try:
         load_index(db, model.checkpoint)
@@ -160,9 +161,9 @@ def by_top1(groups, kind):
 
 
 # ---------------------------------------------------------------- runs
-def localizers_for(model, root, cities, stride, rerank, settings, out):
+def localizers_for(model, root, cities, stride, rerank, settings, out, ground_mpp):
     return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, rerank=rerank))
-            for c in cities for db in [database_for(root, c, stride, out, model)]}
+            for c in cities for db in [database_for(root, c, stride, out, model, ground_mpp)]}
 
 
 def predict_sequences(localizers, root, cities, folder):
@@ -297,18 +298,19 @@ def measure(cfg, checkpoint, per_city):
     ensure_heldout(root, cities, per_city)
     out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization", "databases")
     model = LocalizationModel(cfg, checkpoint)
+    ground_mpp = training_ground_mpp(cfg)
     results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities}
     try:
-        dense = localizers_for(model, root, cities, 320, "none", Settings.from_config(cfg), out)
+        dense = localizers_for(model, root, cities, 320, "none", Settings.from_config(cfg), out, ground_mpp)
         settings, results["tuning"] = tune(dense, root, cities, Settings.from_config(cfg))
         results["settings"] = vars(settings)
         results["databases"] = {}
         for name, stride, rerank in VARIANTS:
-            localizers = localizers_for(model, root, cities, stride, rerank, settings, out)
+            localizers = localizers_for(model, root, cities, stride, rerank, settings, out, ground_mpp)
             rows = [row for c in cities for row in rows_of(localizers[c], localizers[c].localize_all(
                 [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c], progress=False))]
             results["databases"][name] = database_summary([lo.db for lo in localizers.values()], rows)
-        dense = localizers_for(model, root, cities, 320, "none", settings, out)
+        dense = localizers_for(model, root, cities, 320, "none", settings, out, ground_mpp)
         results["joint"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
                                                          settings))
     finally:

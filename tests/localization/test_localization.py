@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import rasterio
-from pyproj import Geod, Transformer
+from pyproj import Geod, Proj, Transformer
 from rasterio.transform import from_origin
 
 from tests import paths
@@ -30,6 +30,8 @@ from utils.localization.rerank import consensus_scores, consensus_tiles, expande
 REPO = paths.REPO
 UTM_18N = "EPSG:32618"
 GEOD = Geod(ellps="WGS84")
+VIGOR_MPP = 0.114
+NATIVE_128 = VIGOR_MPP * 128 / 640      # ground m/px at 640 px whose 128-px tiles are utm_raster's own pixels
 
 
 def write_geotiff(path, image_rgb, transform, crs=UTM_18N, nodata=None):
@@ -53,7 +55,8 @@ def utm_raster(tmp_path_factory):
 # ---------------------------------------------------------------- the builder
 def test_builder_cuts_counts_and_georeferences_a_utm_raster(utm_raster, tmp_path):
     path, image = utm_raster
-    info = build_database(path, str(tmp_path / "db"), tile_px=128, stride_px=128, progress=False)
+    info = build_database(path, str(tmp_path / "db"), NATIVE_128, tile_px=128, stride_px=128, progress=False)
+    assert info["grid"]["resampling"] == "none"                              # UTM's scale 0.9997: within 0.1 %
     # grid 4 x 3 starts; 3 x 2 fit; one of those is all nodata
     assert (info["tiles"], info["skipped_outside"], info["skipped_nodata"]) == (5, 6, 1)
     with open(tmp_path / "db" / "tiles.csv", newline="") as f:
@@ -70,8 +73,9 @@ def test_builder_cuts_counts_and_georeferences_a_utm_raster(utm_raster, tmp_path
         snyder = utm_to_latlon(x, y, 18, False)                              # an independent UTM formula
         assert GEOD.inv(lng, lat, snyder[1], snyder[0])[2] < 0.1
         assert row["crs"] == UTM_18N and int(row["width_px"]) == 128
-        assert float(row["m_per_px"]) == pytest.approx(0.114, rel=1e-9)
-        assert float(row["width_m"]) == pytest.approx(128 * 0.114, rel=1e-9)
+        ground_mpp = 0.114 / Proj(UTM_18N).get_factors(lng, lat).parallel_scale     # UTM metres / ground
+        assert float(row["m_per_px"]) == pytest.approx(ground_mpp, rel=1e-6)
+        assert float(row["width_m"]) == pytest.approx(128 * ground_mpp, rel=1e-6)
         tile = cv2.imread(str(tmp_path / "db" / "satellite" / row["file"]))
         assert np.array_equal(tile[:, :, ::-1], image[r:r + 128, c:c + 128])
     geo = json.load(open(tmp_path / "db" / "tiles.geojson"))
@@ -96,7 +100,7 @@ def test_synthetic_raster_tiles_equal_the_generator_tiles(city, tmp_path):
     raster = os.path.join(city, "NewYork", "aerial_map.tif")
     with rasterio.open(raster) as src:
         assert src.crs.is_projected and src.crs.to_epsg() != 4326
-    build_database(raster, str(tmp_path / "dense"), tile_px=640, stride_px=320, progress=False)
+    build_database(raster, str(tmp_path / "dense"), VIGOR_MPP, tile_px=640, stride_px=320, progress=False)
     db = load_database(str(tmp_path / "dense"))
     built = {parse_sat_name(name): i for i, name in enumerate(db.files)}
     generated = sorted(os.listdir(os.path.join(city, "NewYork", "satellite")))
@@ -107,7 +111,7 @@ def test_synthetic_raster_tiles_equal_the_generator_tiles(city, tmp_path):
         assert GEOD.inv(lng, lat, match[1], match[0])[2] < 0.001
         ours = cv2.imread(db.tile_path(built[match]))
         assert np.array_equal(ours, cv2.imread(os.path.join(city, "NewYork", "satellite", name)))
-    sparse = build_database(raster, str(tmp_path / "sparse"), tile_px=640, stride_px=640, progress=False)
+    sparse = build_database(raster, str(tmp_path / "sparse"), VIGOR_MPP, tile_px=640, stride_px=640, progress=False)
     assert sparse["tiles"] == 4 and sparse["skipped_outside"] == 5
 
 
@@ -234,7 +238,7 @@ def test_sigma_scale_multiplies_covariances_by_its_square():
 @pytest.fixture(scope="module")
 def small_database(utm_raster, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("db") / "db")
-    build_database(utm_raster[0], root, tile_px=128, stride_px=128, progress=False)
+    build_database(utm_raster[0], root, NATIVE_128, tile_px=128, stride_px=128, progress=False)
     return load_database(root)
 
 
@@ -323,12 +327,12 @@ def test_raster_without_crs_is_a_clear_error(tmp_path):
     image = np.full((128, 128, 3), 7, np.uint8)
     path = write_geotiff(tmp_path / "plain.tif", image, from_origin(0, 0, 1, 1), crs=None)
     with pytest.raises(DataError, match=r"plain.tif has no CRS .*gdal_edit"):
-        build_database(path, str(tmp_path / "db"), progress=False)
+        build_database(path, str(tmp_path / "db"), VIGOR_MPP, progress=False)
 
 
 def test_raster_smaller_than_a_tile_gives_no_tiles(utm_raster, tmp_path):
-    with pytest.raises(DataError, match=r"gives no tiles: it is 320 x 448 px against tiles of 640 px"):
-        build_database(utm_raster[0], str(tmp_path / "db"), tile_px=640, progress=False)
+    with pytest.raises(DataError, match=r"gives no tiles: it is 320 x 448 px at 0.114 m/px .* against tiles of 640 px"):
+        build_database(utm_raster[0], str(tmp_path / "db"), VIGOR_MPP, tile_px=640, progress=False)
 
 
 def test_bad_panoramas_are_clear_errors(tmp_path):
@@ -346,10 +350,10 @@ def test_bad_panoramas_are_clear_errors(tmp_path):
 
 def test_database_of_another_tile_size_and_an_empty_database(utm_raster, tmp_path):
     from utils.config import load_config
-    build_database(utm_raster[0], str(tmp_path / "db"), tile_px=128, stride_px=128, progress=False)
+    build_database(utm_raster[0], str(tmp_path / "db"), NATIVE_128, tile_px=128, stride_px=128, progress=False)
     db = load_database(str(tmp_path / "db"))
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"))
-    with pytest.raises(DataError, match=r"cut at 128 px x 0.1140 m/px = 14.6 m tiles.*tiles of 73.0 m .*--tile-px 640"):
+    with pytest.raises(DataError, match=r"has tiles of 14.6 m on the ground.*tiles of 73.0 m .*--ground-mpp 0.114 "):
         check_matches_training(db, cfg, 0.1)
     with open(tmp_path / "db" / "tiles.csv") as f:
         header = f.readline()
@@ -402,7 +406,8 @@ def test_localize_build_index_query_end_to_end(city, checkpoint, tmp_path):
     code, out, err = localize("build", "--raster", os.path.join(city, "NewYork", "aerial_map.tif"), "--out", db,
                               "--stride-px", "320")
     assert code == 0, err
-    assert "16 tiles of 640 px every 320 px; skipped 9 leaving the raster and 0 all nodata" in out
+    assert "16 tiles of 640 px = 73.0 m (0.114 m/px in +proj=eqc, resampling none)" in out
+    assert "every 320 px; skipped 9 leaving the raster and 0 mostly nodata" in out
     code, out, err = localize("index", "--checkpoint", checkpoint, "--db", db, *sets)
     assert code == 0, err
     descriptors = np.load(os.path.join(db, "index", "descriptors.npy"))
