@@ -1,9 +1,10 @@
-"""The three networks the stages train, built from the `model:` part of a config.
+"""The networks the stages train (VIGOR's and SAMP's three, University-1652's two-view baseline), built from the `model:` part of a config.
 
 Each returns a dict of named end points (model/end_points.py), so a stage's losses read like the
 paper.
 """
 from model import models, models_two_dec
+from model import two_view as two_view_model
 from model.end_points import pick
 
 
@@ -32,3 +33,15 @@ def samp(inputs, cfg):
                                            cholesky_hidden=m.cholesky_hidden, decoder_width=m.decoder_width,
                                            initial_sigma_px=m.cholesky_initial_sigma_px, **_vgg(cfg))
     return pick(end_points, "sat_global", "sat_global_semi", "grd_global", "heatmap", "heatmap_semi", "L", "L_semi")
+
+
+def two_view(inputs, cfg, num_classes=None):
+    """University-1652's baseline: a VGG16 branch per view (drone and satellite one set of weights
+    with model.share_drone_satellite), GAP or SAFA, the shared classifier's bottleneck as the
+    descriptor; its logits over num_classes training buildings when given (training)."""
+    m = cfg.model
+    end_points = two_view_model.two_view_net(inputs.sat, inputs.grd, aggregation=m.aggregation,
+                                             dimension=m.dimension, share_drone_satellite=m.share_drone_satellite,
+                                             bottleneck=m.bottleneck, num_classes=num_classes, **_vgg(cfg))
+    names = ("sat_global", "grd_global") + (("sat_logits", "grd_logits") if num_classes else ())
+    return pick(end_points, *names)

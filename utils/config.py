@@ -36,7 +36,8 @@ class OneOf:
 # Keys whose default is null, that take several types, or that take one of a few words.
 # `stages.*` stands for every stage.
 TYPES = {
-    "data.dataset": OneOf(choices=("vigor", "cvact", "synthetic")),
+    "data.dataset": OneOf(choices=("vigor", "cvact", "synthetic", "university1652", "synthetic_university1652")),
+    "data.query_view": OneOf(choices=("drone", "street")),
     "data.resolution": OneOf(float, int, choices=("original", "corrected", "dataset", "auto")),
     "data.on_bad_sample": OneOf(choices=("error", "skip")),
     "data.labels": OneOf(choices=("original", "corrected")),
@@ -46,6 +47,7 @@ TYPES = {
     "data.cache_dir": OneOf(str, type(None)),
     "model.vgg16_npy": OneOf(str, type(None)),
     "model.cholesky_initial_sigma_px": OneOf(float, int, type(None)),
+    "model.aggregation": OneOf(choices=("gap", "safa")),
     "distribute.strategy": OneOf(choices=("none", "mirrored", "multi_worker")),
     "stages.*.decay_steps": OneOf(int, type(None), choices=("epoch",)),
     "stages.*.steps_per_epoch": OneOf(int, type(None)),

@@ -90,6 +90,9 @@ class SplitIndex:
     skipped: list = field(default_factory=list)   # (file, line, reason)
     root: str = ""
     cities: tuple = ()
+    # University-1652 (utils/data/university1652_splits.py): the building id (str) of every row
+    sat_building: np.ndarray = None     # (S,)
+    grd_building: np.ndarray = None     # (N,)
 
     def __len__(self):
         return len(self.grd_paths)

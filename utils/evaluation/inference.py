@@ -30,14 +30,15 @@ def network_of_checkpoint(prefix):
 
 
 def restore_network(cfg, prefix, network):
-    """A ScanNetwork of `network` ('safa', 'safa_offset', 'samp') holding a checkpoint's weights;
-    close its session when done."""
+    """A ScanNetwork of `network` (a builder of model/networks.py: 'safa', 'safa_offset', 'samp',
+    'two_view') holding a checkpoint's weights; close its session when done."""
     dist = Distribution(cfg)  # under a strategy each replica scans its slice of every batch
     graph = tf.Graph()
     with graph.as_default(), dist.scope():
         tf.set_random_seed(int(cfg.seed))   # the restore overwrites the initialisers, but under
         # TF_DETERMINISTIC_OPS=1 (set by demo.py) TensorFlow refuses random ops in a graph without a seed
-        inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0, with_semi=network != "safa")
+        inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size=0,
+                        with_semi=network in ("safa_offset", "samp"))
         build = getattr(networks, network)
         net = dist.first_replica(dist.replicate(lambda: dist.gather_outputs(build(dist.shard_inputs(inputs), cfg))))
         variables = tf.global_variables()

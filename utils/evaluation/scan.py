@@ -201,6 +201,8 @@ def readable_subset(index, sat_bad, grd_bad):
         grd_paths=index.grd_paths[grd_rows], grd_gps=index.grd_gps[grd_rows],
         grd_city=index.grd_city[grd_rows], labels=labels, deltas=deltas,
         grd_source=None if index.grd_source is None else index.grd_source[grd_rows],
+        sat_building=None if index.sat_building is None else index.sat_building[sat_rows],
+        grd_building=None if index.grd_building is None else index.grd_building[grd_rows],
         skipped=list(index.skipped))
     return subset, sat_rows, grd_rows
 
