@@ -12,7 +12,8 @@ from utils.startup import STARTING_INTERRUPTED
 
 REPO = paths.REPO
 TENSORFLOW_SCRIPTS = ("train_first_E_1.py", "train_second_E_2_1.py", "train_second_E_2_2.py",
-                      "train_third_E_3.py", "evaluate.py", "demo.py", "localize.py")
+                      "train_third_E_3.py", "evaluate.py", "demo.py", "localize.py", "train_university1652.py",
+                      "evaluate_university1652.py")
 
 
 def _as_from_a_terminal():
