@@ -84,6 +84,17 @@ def retrieval_summary(positive_ranks, hit_ranks, num_references,
             "mean_rank": float(np.mean(positive_ranks) + 1)}
 
 
+def one_to_one_recalls(positive_ranks, num_references) -> dict:
+    """SAFA's CVUSA/CVACT numbers (script/test_cvusa.py): r@1, r@5, r@10 and r@1%, where a query
+    counts at K when fewer than K references are strictly closer than its one match. SAFA's r@1%
+    is its accuracy array's last entry, K = int(0.01 * references); VIGOR's and SAMP's top1%
+    (`top_accuracies`) use K = int(0.01 * references) + 1."""
+    ranks = np.asarray(positive_ranks)
+    top1_percent_k = int(num_references * 0.01)
+    return {"r@1": recall_at(ranks, 1), "r@5": recall_at(ranks, 5), "r@10": recall_at(ranks, 10),
+            "r@1%": recall_at(ranks, top1_percent_k), "top1_percent_k": top1_percent_k}
+
+
 def _key(value) -> str:
     return f"{value:g}"
 
