@@ -45,6 +45,7 @@ from utils.data.synthetic_sequences import (  # noqa: E402
 from utils.errors import CheckpointError, DataError
 from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
+from utils.localization.output_cache import CachedModel  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.localization.query import Localizer, Settings  # noqa: E402
 from utils.session import checkpoints as ckpt  # noqa: E402
@@ -54,6 +55,7 @@ THRESHOLDS = (10.0, 25.0)
 LENGTH, SPACING_M = 4, 5.0
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
+PREFILL_CANDIDATES = 50         # each panorama's top tiles whose network outputs are cached up front
 CONSENSUS = (0.0, 0.5, 0.75)
 OUTLIER_SHARES = (0.0, 0.05, 0.2, 0.5)
 VARIANTS = (("dense (stride 320)", 320, "none"), ("sparse (stride 640)", 640, "none"),
@@ -101,6 +103,25 @@ def read_sequences(root, city, folder):
 def truth_of(db, path):
     lat, lng = parse_pano_name(path)
     return db.frame.lonlat_to_metric(lng, lat)
+
+
+def prefill(model, db, paths, candidates=PREFILL_CANDIDATES):
+    """The network's outputs of every panorama in its top `candidates` tiles, in one batch (cached)."""
+    index = load_index(db, model.checkpoint)
+    _, ids = index.search(model.panorama_descriptors(paths), candidates)
+    model.tile_outputs([db.tile_path(t) for row in ids for t in row], [p for p, row in zip(paths, ids) for _ in row])
+
+
+def prefill_all(model, root, cities, test, out):
+    """Test and validation panoramas and sequences against the dense and sparse databases."""
+    for city in cities:
+        paths = [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == city]
+        paths += sorted(glob.glob(os.path.join(root, city, VALIDATION_DIR, "*.jpg")))
+        paths += [p for folder in (SEQUENCE_DIR, VALIDATION_SEQUENCE_DIR)
+                  for sequence, _ in read_sequences(root, city, folder) for p in sequence]
+        for stride in (320, 640):
+            prefill(model, database_for(root, city, stride, out, model), paths)
+        model.save()
 
 
 # ---------------------------------------------------------------- measures
@@ -296,7 +317,8 @@ def measure(cfg, checkpoint, per_city):
     cities = sorted(set(test.grd_city))
     ensure_heldout(root, cities, per_city)
     out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization", "databases")
-    model = LocalizationModel(cfg, checkpoint)
+    model = CachedModel(LocalizationModel(cfg, checkpoint), os.path.join(os.path.dirname(out), "output_cache"))
+    prefill_all(model, root, cities, test, out)
     results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities}
     try:
         dense = localizers_for(model, root, cities, 320, "none", Settings.from_config(cfg), out)
