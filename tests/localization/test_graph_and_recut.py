@@ -1,0 +1,83 @@
+"""The graph predictor recovers a planted wrong top-1; windows re-cut from a sparse database are
+the raster's pixels where the stored tiles cover them, and nowhere else."""
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from utils.errors import DataError
+from utils.localization import fusion
+from utils.localization.database import build_database, load_database
+from utils.localization.graph_predictor import agreement, graph_weights
+from utils.localization.recut import WindowCutter
+
+WIDTH = 40.0
+
+
+def planted_wrong_top1():
+    """Tile 0 (weight 0.55) stands alone and predicts (200, 0); tiles 1-3 overlap each other (half
+    a tile apart) and predict the same ground point (10, 10) within a metre, 0.15 each."""
+    centres = np.array([[200.0, 0.0], [0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    means = np.array([[200.0, 0.0], [10.0, 10.0], [10.5, 10.0], [10.0, 9.5]])
+    covs = np.repeat((5.0 ** 2 * np.eye(2))[None], 4, axis=0)
+    return centres, means, covs, np.array([0.55, 0.15, 0.15, 0.15])
+
+
+def test_graph_predictor_recovers_a_planted_wrong_top1():
+    centres, means, covs, weights = planted_wrong_top1()
+    plain = fusion.fuse(fusion.Mixture(means, covs, weights)).mean
+    assert np.linalg.norm(plain - means[0]) < 1.0                     # fusion keeps the look-alike
+    votes = agreement(means, covs, centres, np.full(4, WIDTH))
+    assert np.all(votes[0] == 0) and np.all(votes[1:, 1:][~np.eye(3, dtype=bool)] > 0.1)
+    graph = fusion.fuse(fusion.Mixture(means, covs, graph_weights(weights, votes, support=1.0))).mean
+    assert np.linalg.norm(graph - np.array([10.2, 9.8])) < 1.0
+
+
+def test_neighbours_that_disagree_give_no_support():
+    centres, means, covs, weights = planted_wrong_top1()
+    means[2:] = [[-15.0, 0.0], [10.0, 35.0]]                          # same footprints, other ground points
+    votes = agreement(means, covs, centres, np.full(4, WIDTH))
+    assert votes.max() < 1e-3
+    np.testing.assert_allclose(graph_weights(weights, votes, 1.0), weights, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def sparse_and_raster(tmp_path_factory):
+    """A 320 x 448 px raster whose top-left 128 px are nodata, cut into 128-px tiles without overlap."""
+    image = np.random.default_rng(5).integers(1, 255, (320, 448, 3), dtype=np.uint8)
+    image[:128, :128] = 0
+    folder = tmp_path_factory.mktemp("recut")
+    profile = {"driver": "GTiff", "height": 320, "width": 448, "count": 3, "dtype": "uint8", "crs": "EPSG:32618",
+               "transform": from_origin(583960.0, 4507530.0, 0.114, 0.114), "nodata": 0}
+    with rasterio.open(folder / "map.tif", "w", **profile) as dst:
+        dst.write(np.moveaxis(image, -1, 0))
+    build_database(str(folder / "map.tif"), str(folder / "sparse"), tile_px=128, stride_px=128, progress=False)
+    return load_database(str(folder / "sparse")), image, str(folder / "map.tif"), folder
+
+
+def test_recut_windows_are_the_rasters_pixels_where_stored_tiles_cover_them(sparse_and_raster):
+    db, image, _, _ = sparse_and_raster
+    cutter = WindowCutter(db)
+    origins = set(zip(cutter.windows.row_px.tolist(), cutter.windows.col_px.tolist()))
+    stored = set(zip(db.row_px.tolist(), db.col_px.tolist()))
+    assert stored == {(0, 128), (0, 256), (128, 0), (128, 128), (128, 256)}
+    expected = {(r, c) for r in range(0, 193, 64) for c in range(0, 321, 64)
+                if all((rr, cc) in stored for rr in {r // 128 * 128, (r + 127) // 128 * 128}
+                       for cc in {c // 128 * 128, (c + 127) // 128 * 128})}
+    assert origins == expected and (64, 64) not in origins and (64, 192) in origins
+    windows = cutter.around(np.flatnonzero((db.row_px == 128) & (db.col_px == 128)))
+    assert len(windows) == 5          # of its 9 shifts, (64, 64) reads nodata and row 192 rows no tile stores
+    cutter.cut(windows)
+    for w in windows:
+        r, c = int(cutter.windows.row_px[w]), int(cutter.windows.col_px[w])
+        on_disk = cv2.imread(cutter.windows.tile_path(w))
+        np.testing.assert_array_equal(on_disk, image[r:r + 128, c:c + 128, ::-1])
+        np.testing.assert_allclose(cutter.windows.delta_to_metric(w, np.zeros(2)), cutter.windows.centres[w])
+
+
+def test_windows_are_only_cut_from_a_database_without_overlap(sparse_and_raster):
+    _, _, raster, folder = sparse_and_raster
+    build_database(raster, str(folder / "dense"), tile_px=128, stride_px=64, progress=False)
+    with pytest.raises(DataError, match="stride 64 px for tiles of 128 px"):
+        WindowCutter(load_database(str(folder / "dense")))
