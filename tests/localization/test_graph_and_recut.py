@@ -1,5 +1,7 @@
 """The graph predictor recovers a planted wrong top-1; windows re-cut from a sparse database are
 the raster's pixels where the stored tiles cover them, and nowhere else."""
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -53,31 +55,28 @@ def sparse_and_raster(tmp_path_factory):
     with rasterio.open(folder / "map.tif", "w", **profile) as dst:
         dst.write(np.moveaxis(image, -1, 0))
     build_database(str(folder / "map.tif"), str(folder / "sparse"), tile_px=128, stride_px=128, progress=False)
-    return load_database(str(folder / "sparse")), image, str(folder / "map.tif"), folder
+    return load_database(str(folder / "sparse")), image, folder
 
 
-def test_recut_windows_are_the_rasters_pixels_where_stored_tiles_cover_them(sparse_and_raster):
-    db, image, _, _ = sparse_and_raster
+def test_recut_windows_are_the_rasters_pixels_at_half_tile_steps(sparse_and_raster):
+    db, image, _ = sparse_and_raster
     cutter = WindowCutter(db)
     origins = set(zip(cutter.windows.row_px.tolist(), cutter.windows.col_px.tolist()))
-    stored = set(zip(db.row_px.tolist(), db.col_px.tolist()))
-    assert stored == {(0, 128), (0, 256), (128, 0), (128, 128), (128, 256)}
-    expected = {(r, c) for r in range(0, 193, 64) for c in range(0, 321, 64)
-                if all((rr, cc) in stored for rr in {r // 128 * 128, (r + 127) // 128 * 128}
-                       for cc in {c // 128 * 128, (c + 127) // 128 * 128})}
-    assert origins == expected and (64, 64) not in origins and (64, 192) in origins
-    windows = cutter.around(np.flatnonzero((db.row_px == 128) & (db.col_px == 128)))
-    assert len(windows) == 5          # of its 9 shifts, (64, 64) reads nodata and row 192 rows no tile stores
+    assert origins == {(r, c) for r in (0, 64, 128, 192) for c in (0, 64, 128, 192, 256, 320)}
+    centre = np.flatnonzero((db.row_px == 128) & (db.col_px == 128))
+    windows = cutter.around(centre)
+    assert {(int(cutter.windows.row_px[w]), int(cutter.windows.col_px[w])) for w in windows} == \
+        {(r, c) for r in (64, 128, 192) for c in (64, 128, 192)}
     cutter.cut(windows)
-    for w in windows:
+    for w in windows:                 # row 192 reaches rows 256-319, which no stored tile holds
         r, c = int(cutter.windows.row_px[w]), int(cutter.windows.col_px[w])
-        on_disk = cv2.imread(cutter.windows.tile_path(w))
-        np.testing.assert_array_equal(on_disk, image[r:r + 128, c:c + 128, ::-1])
+        np.testing.assert_array_equal(cv2.imread(cutter.windows.tile_path(w)), image[r:r + 128, c:c + 128, ::-1])
         np.testing.assert_allclose(cutter.windows.delta_to_metric(w, np.zeros(2)), cutter.windows.centres[w])
+    stored = cv2.imread(db.tile_path(centre[0]))
+    np.testing.assert_array_equal(cv2.imread(cutter.windows.tile_path(cutter.lookup[(128, 128)])), stored)
 
 
-def test_windows_are_only_cut_from_a_database_without_overlap(sparse_and_raster):
-    _, _, raster, folder = sparse_and_raster
-    build_database(raster, str(folder / "dense"), tile_px=128, stride_px=64, progress=False)
-    with pytest.raises(DataError, match="stride 64 px for tiles of 128 px"):
-        WindowCutter(load_database(str(folder / "dense")))
+def test_windows_need_the_raster(sparse_and_raster, tmp_path):
+    db = replace(sparse_and_raster[0], info={**sparse_and_raster[0].info, "raster": str(tmp_path / "gone.tif")})
+    with pytest.raises(DataError, match="gone.tif, which does not exist"):
+        WindowCutter(db)

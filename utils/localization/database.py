@@ -66,8 +66,8 @@ def tile_grid(size, tile_px, stride_px):
     return starts[fits], int((~fits).sum())
 
 
-def _read_tile(src, row, col, tile_px):
-    """BGR uint8 tile and whether it holds any valid (not nodata) pixel."""
+def read_window(src, row, col, tile_px):
+    """BGR uint8 window of tile_px from (row, col) and whether it holds any valid (not nodata) pixel."""
     from rasterio.windows import Window
     window = Window(col, row, tile_px, tile_px)
     bands = (1, 1, 1) if src.count == 1 else (3, 2, 1)
@@ -90,7 +90,7 @@ def build_database(raster, out_dir, tile_px=640, stride_px=640, progress=True):
         records, nodata = [], 0
         positions = [(r, c) for r in rows for c in cols]
         for row, col in tqdm(positions, desc="tiles", disable=not progress, leave=False):
-            image, valid = _read_tile(src, int(row), int(col), tile_px)
+            image, valid = read_window(src, int(row), int(col), tile_px)
             if not valid:
                 nodata += 1
                 continue
