@@ -1,5 +1,6 @@
-"""The graph predictor recovers a planted wrong top-1; windows re-cut from a sparse database are
-the raster's pixels where the stored tiles cover them, and nowhere else."""
+"""The graph predictor recovers a planted wrong top-1; windows re-cut from a sparse database's
+raster are its pixels at half-tile steps, and a Localizer finds a panorama between stored tiles
+in one of them."""
 from dataclasses import replace
 
 import cv2
@@ -8,10 +9,13 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from utils.config import load_config
 from utils.errors import DataError
 from utils.localization import fusion
 from utils.localization.database import build_database, load_database
 from utils.localization.graph_predictor import agreement, graph_weights
+from utils.localization.index import TileIndex
+from utils.localization.query import Localizer, Settings
 from utils.localization.recut import WindowCutter
 
 WIDTH = 40.0
@@ -80,3 +84,41 @@ def test_windows_need_the_raster(sparse_and_raster, tmp_path):
     db = replace(sparse_and_raster[0], info={**sparse_and_raster[0].info, "raster": str(tmp_path / "gone.tif")})
     with pytest.raises(DataError, match="gone.tif, which does not exist"):
         WindowCutter(db)
+
+
+class PixelModel:
+    """Descriptors from an image's 8 x 8 block means (a panorama is a raster crop here), so a
+    panorama matches the window holding exactly its pixels; every offset is the tile's centre."""
+    checkpoint, network = "/ckpt/pixels", "SAMP"
+
+    def _descriptors(self, paths):
+        blocks = np.array([cv2.imread(str(p)).astype(np.float64).reshape(8, 16, 8, 16, 3).mean(axis=(1, 3)).ravel()
+                           for p in paths])
+        blocks -= blocks.mean(axis=1, keepdims=True)
+        return (blocks / np.linalg.norm(blocks, axis=1, keepdims=True)).astype(np.float32)
+
+    def tile_descriptors(self, paths, progress=False):
+        return self._descriptors(paths)
+
+    def panorama_descriptors(self, paths, progress=False):
+        return self._descriptors(paths)
+
+    def tile_outputs(self, tile_paths, panorama_paths, keep_heatmaps=0, progress=False):
+        return np.zeros((len(tile_paths), 2)), np.repeat(np.eye(2)[None], len(tile_paths), axis=0), None
+
+
+def test_a_panorama_between_stored_tiles_is_found_in_a_recut_window(sparse_and_raster, tmp_path):
+    db, image, _ = sparse_and_raster
+    panorama = str(tmp_path / "between.png")
+    cv2.imwrite(panorama, image[64:192, 192:320, ::-1])          # half a tile off every stored tile
+    model = PixelModel()
+    index = TileIndex(model.tile_descriptors([db.tile_path(i) for i in range(len(db))]), {"checkpoint": "x"})
+    settings = replace(Settings.from_config(load_config()), top_k=3)
+    plain = Localizer(model, db, index, settings)
+    stored = plain.localize_all([panorama], progress=False)[0]
+    recut = Localizer(model, db, index, replace(settings, recut_candidates=2))
+    found = recut.localize_all([panorama], progress=False)[0]
+    windows = recut.results_db
+    assert (windows.row_px[found.tiles[0].tile], windows.col_px[found.tiles[0].tile]) == (64, 192)
+    assert found.tiles[0].similarity > 0.999 > stored.tiles[0].similarity
+    np.testing.assert_allclose(found.top1.mean, windows.centres[found.tiles[0].tile], atol=1e-6)
