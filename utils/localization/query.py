@@ -140,12 +140,19 @@ class Localizer:
     def localize_all(self, paths, progress=True, keep_heatmaps=False):
         """One PanoramaResult per panorama; the network runs in batches over all of them."""
         paths = [str(p) for p in paths]
-        if self.settings.recut_candidates > 0:
-            return self.windows_localizer(paths, progress).localize_all(paths, progress, keep_heatmaps)
-        retrieved = [self.retrieve(d) for d in self.model.panorama_descriptors(paths, progress)]
+        descriptors = self.model.panorama_descriptors(paths, progress)
+        localizer = self.windows_localizer(paths, descriptors, progress) if self.settings.recut_candidates > 0 else self
+        return localizer.localize_descriptors(paths, descriptors, progress, keep_heatmaps)
+
+    def localize_descriptors(self, paths, descriptors, progress=True, keep_heatmaps=False):
+        """localize_all, the panoramas' descriptors given."""
+        retrieved = [self.retrieve_for(path, d) for path, d in zip(paths, descriptors)]
         outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps)
         return [self.result(path, ids, similarities, *output)
                 for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
+
+    def retrieve_for(self, path, descriptor):
+        return self.retrieve(descriptor)
 
     @property
     def results_db(self):
@@ -189,19 +196,18 @@ class Localizer:
         return [replace(r, fused=estimate, top1=single.top1, method="joint")
                 for r, single, estimate in zip(together, singles, estimates)]
 
-    def windows_localizer(self, paths, progress):
+    def windows_localizer(self, paths, descriptors, progress):
         """A Localizer over the windows re-cut around every panorama's top recut_candidates stored
         tiles (utils/localization/recut.py), with those windows' descriptors computed now; each
         panorama is searched among its own windows only."""
         cutter = self.cutter
-        top = [self.index.search(d[None], self.settings.recut_candidates)[1][0]
-               for d in self.model.panorama_descriptors(paths, progress)]
+        top = [self.index.search(d[None], self.settings.recut_candidates)[1][0] for d in descriptors]
         allowed = {path: cutter.around(tiles) for path, tiles in zip(paths, top)}
         needed = np.unique(np.concatenate(list(allowed.values())))
         cutter.cut(needed)
-        descriptors = np.zeros((len(cutter.windows), self.index.descriptors.shape[1]), np.float32)
-        descriptors[needed] = self.model.tile_descriptors([cutter.windows.tile_path(w) for w in needed], progress)
-        return WindowsLocalizer(self.model, cutter.windows, TileIndex(descriptors, self.index.info),
+        windows = np.zeros((len(cutter.windows), self.index.descriptors.shape[1]), np.float32)
+        windows[needed] = self.model.tile_descriptors([cutter.windows.tile_path(w) for w in needed], progress)
+        return WindowsLocalizer(self.model, cutter.windows, TileIndex(windows, self.index.info),
                                 replace(self.settings, recut_candidates=0), allowed)
 
     @property
@@ -245,7 +251,8 @@ class Localizer:
                               cov=mixture.covs[r], heatmap=None if heatmaps is None else heatmaps[r])
                  for r, t in enumerate(ids)]
         return PanoramaResult(path=path, tiles=tiles, mixture=mixture, fused=fusion.fuse(mixture),
-                              top1=fusion.top1(mixture))
+                              top1=fusion.top1(mixture),
+                              method="graph predictor" if s.predictor == "graph" else "top-k fusion")
 
     def refit(self, result, settings):
         """The same panorama's network outputs fused again under other settings (no network run)."""
@@ -262,14 +269,8 @@ class WindowsLocalizer(Localizer):
         super().__init__(model, db, index, settings)
         self.allowed = allowed
 
-    def localize_all(self, paths, progress=True, keep_heatmaps=False):
-        paths = [str(p) for p in paths]
-        retrieved = []
-        for path, descriptor in zip(paths, self.model.panorama_descriptors(paths, progress)):
-            windows = self.allowed[path]
-            similarities = self.index.similarity(descriptor[None], windows)[0].astype(np.float64)
-            order = np.argsort(-similarities, kind="stable")[:self.candidates]
-            retrieved.append((windows[order], similarities[order]))
-        outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps)
-        return [self.result(path, ids, similarities, *output)
-                for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
+    def retrieve_for(self, path, descriptor):
+        windows = self.allowed[path]
+        similarities = self.index.similarity(descriptor[None], windows)[0].astype(np.float64)
+        order = np.argsort(-similarities, kind="stable")[:self.candidates]
+        return windows[order], similarities[order]
