@@ -144,6 +144,7 @@ def command_query(args):
             results, joint = localizer.localize_sequence(args.panoramas, offsets, keep_heatmaps=bool(args.figures))
     finally:
         model.close()
+    db = localizer.results_db
     write_geojson(args.out, db, results, joint)
     if args.figures:
         write_figures(args.figures, db, joint or results)

@@ -43,8 +43,9 @@ from utils.data.synthetic_sequences import (  # noqa: E402
     write_validation_panoramas,
 )
 from utils.errors import CheckpointError, DataError
-from utils.localization.database import INFO_FILE, build_database, load_database, training_ground_mpp  # noqa: E402
+from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
+from utils.localization.output_cache import CachedModel  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.localization.query import Localizer, Settings  # noqa: E402
 from utils.session import checkpoints as ckpt  # noqa: E402
@@ -54,14 +55,28 @@ THRESHOLDS = (10.0, 25.0)
 LENGTH, SPACING_M = 4, 5.0
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
+PREFILL_CANDIDATES = 50         # each panorama's top tiles whose network outputs are cached up front
 CONSENSUS = (0.0, 0.5, 0.75)
 OUTLIER_SHARES = (0.0, 0.05, 0.2, 0.5)
-VARIANTS = (("dense (stride 320)", 320, "none"), ("sparse (stride 640)", 640, "none"),
-            ("dense, spatial re-rank", 320, "spatial"), ("dense, query expansion", 320, "expansion"))
+RERANK_GRIDS = {              # re-ranking settings tried on validation (top-1 tile of the dense database)
+    "k_reciprocal": [{"rerank_k1": k1, "rerank_k2": k2, "rerank_lambda": lam}
+                     for k1, k2, lam in itertools.product((3, 5, 8), (1, 2), (0.3, 0.6, 0.9))],
+    "gnn": [{"rerank_k1": k1, "rerank_k2": k2, "rerank_layers": layers}
+            for k1, k2, layers in itertools.product((2, 4, 8), (2, 3, 5), (1, 2))],
+    "footprint": [{"rerank_weight": w} for w in (0.1, 0.25, 0.5, 1.0)],
+}
+RERANK_NAMES = {"spatial": "spatial re-rank", "expansion": "query expansion", "k_reciprocal": "k-reciprocal",
+                "gnn": "graph (GNN) re-rank", "footprint": "footprint-graph re-rank"}
+GRAPH_GRID = [{"graph_candidates": k, "graph_support": support}
+              for k, support in itertools.product((5, 10, 20), (0.5, 1.0, 2.0, 5.0))]
+RECUT_CANDIDATES = (1, 2, 3, 5)
+EDGE_BANDS = (0.0, 0.125, 0.25, 0.375)
+SPARSE_GOAL, RERANK_GOAL, RECOVER_GOAL, SPOIL_GOAL, JOINT_GOAL = 1.5, 0.03, 0.25, 0.02, 0.70
 
 
 # ---------------------------------------------------------------- data
-def database_for(root, city, stride, out, model, ground_mpp):
+def database_for(root, city, stride, out, model):
+    ground_mpp = model.ground_mpp
     raster = os.path.join(root, city, RASTER_NAME)
     path = os.path.join(out, f"{city}_stride{stride}")
     if not os.path.exists(os.path.join(path, INFO_FILE)) or \
@@ -104,6 +119,25 @@ def truth_of(db, path):
     return db.frame.lonlat_to_metric(lng, lat)
 
 
+def prefill(model, db, paths, candidates=PREFILL_CANDIDATES):
+    """The network's outputs of every panorama in its top `candidates` tiles, in one batch (cached)."""
+    index = load_index(db, model.checkpoint)
+    _, ids = index.search(model.panorama_descriptors(paths), candidates)
+    model.tile_outputs([db.tile_path(t) for row in ids for t in row], [p for p, row in zip(paths, ids) for _ in row])
+
+
+def prefill_all(model, root, cities, test, out):
+    """Test and validation panoramas and sequences against the dense and sparse databases."""
+    for city in cities:
+        paths = [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == city]
+        paths += sorted(glob.glob(os.path.join(root, city, VALIDATION_DIR, "*.jpg")))
+        paths += [p for folder in (SEQUENCE_DIR, VALIDATION_SEQUENCE_DIR)
+                  for sequence, _ in read_sequences(root, city, folder) for p in sequence]
+        for stride in (320, 640):
+            prefill(model, database_for(root, city, stride, out, model), paths)
+        model.save()
+
+
 # ---------------------------------------------------------------- measures
 def summary(errors):
     errors = np.asarray(errors)
@@ -116,21 +150,50 @@ def error(localizer, result, estimate="fused"):
 
 def rows_of(localizer, results):
     """Per panorama: top-1 and fused errors, whether the top-1 / any top-k tile holds the truth."""
-    rows = []
+    rows, db = [], localizer.results_db
     for result in results:
-        truth = truth_of(localizer.db, result.path)
+        truth = truth_of(db, result.path)
         tiles = [t.tile for t in result.tiles]
         rows.append({"top1": error(localizer, result, "top1"), "fused": error(localizer, result),
-                     "top1_hit": bool(localizer.db.contains(tiles[0], truth)),
-                     "topk_hit": bool(any(localizer.db.contains(t, truth) for t in tiles))})
+                     "edge": edge_distance(localizer.db, truth), "top1_hit": bool(db.contains(tiles[0], truth)),
+                     "topk_hit": bool(any(db.contains(t, truth) for t in tiles))})
     return rows
 
 
-def database_summary(dbs, rows):
-    size = sum(os.path.getsize(db.tile_path(i)) for db in dbs for i in range(len(db)))
+def edge_distance(db, point):
+    """Distance (Chebyshev, in tile widths) from the point to the centre of the stored tile nearest it:
+    0 at a centre, 0.25 at the central quarter's edge, 0.5 at a tile's edge."""
+    return float(np.min(np.max(np.abs(db.centres - point), axis=1) / db.width_m))
+
+
+def by_edge(rows):
+    """Per band of edge_distance: panoramas, top-1 hit rate and median fused error."""
+    bands = []
+    for low in EDGE_BANDS:
+        chosen = [r for r in rows if low <= r["edge"] < low + 0.125]
+        if chosen:
+            bands.append({"from": low, "panoramas": len(chosen), "top1_hit": float(np.mean([r["top1_hit"] for r in chosen])),
+                          "median": float(np.median([r["fused"] for r in chosen]))})
+    return bands
+
+
+def recoveries(rows):
+    """(share of wrong top-1 tiles whose final estimate is <= 25 m, share of right top-1 tiles
+    (<= 25 m alone) that it takes beyond 25 m)."""
+    wrong = [r for r in rows if not r["top1_hit"]]
+    right = [r for r in rows if r["top1_hit"]]
+    recovered = sum(r["fused"] <= 25.0 for r in wrong) / max(len(wrong), 1)
+    return recovered, sum(r["top1"] <= 25.0 < r["fused"] for r in right) / max(len(right), 1)
+
+
+def database_summary(dbs, rows, raster=False):
+    """raster: the stored imagery is the raster the windows are re-cut from, not the tiles."""
+    size = sum(os.path.getsize(db.info["raster"]) if raster else
+               sum(os.path.getsize(db.tile_path(i)) for i in range(len(db))) for db in dbs)
     size += sum(os.path.getsize(os.path.join(db.root, "index", "descriptors.npy")) for db in dbs)
     wrong = [r for r in rows if not r["top1_hit"]]
-    return {"tiles": sum(len(db) for db in dbs), "megabytes": size / 1e6, "top1": summary([r["top1"] for r in rows]),
+    recovered_share, spoiled_share = recoveries(rows)
+    return {"recovered_share": recovered_share, "spoiled_share": spoiled_share, "by_edge": by_edge(rows),"tiles": sum(len(db) for db in dbs), "megabytes": size / 1e6, "top1": summary([r["top1"] for r in rows]),
             "fused": summary([r["fused"] for r in rows]),
             "top1_hit": float(np.mean([r["top1_hit"] for r in rows])),
             "topk_hit": float(np.mean([r["topk_hit"] for r in rows])),
@@ -147,7 +210,21 @@ def sequence_summary(groups):
             "joint_better_than_top1": float(np.mean(flat["joint"] < flat["top1"])),
             "joint_beats_each": float(np.mean([np.all(np.asarray(g["joint"]) < g["single"]) for g in groups])),
             "offset_spread_m": float(np.median([g["offset_spread_m"] for g in groups])),
+            "bootstrap": sequence_bootstrap(groups),
             "by_top1": {kind: by_top1(groups, kind) for kind in ("all", "some", "none")}}
+
+
+def sequence_bootstrap(groups, draws=2000):
+    """95 % intervals, resampling whole sequences (their panoramas share tiles, so they are not
+    independent), of the share of panoramas joint is closer for and of joint - single median (m)."""
+    rng = np.random.default_rng(0)
+    closer, gain = [], []
+    for _ in range(draws):
+        chosen = [groups[i] for i in rng.integers(0, len(groups), len(groups))]
+        single, joint = (np.concatenate([g[k] for g in chosen]) for k in ("single", "joint"))
+        closer.append(np.mean(joint < single))
+        gain.append(np.median(joint) - np.median(single))
+    return {"closer": np.percentile(closer, [2.5, 97.5]).tolist(), "median_gain_m": np.percentile(gain, [2.5, 97.5]).tolist()}
 
 
 def by_top1(groups, kind):
@@ -161,9 +238,22 @@ def by_top1(groups, kind):
 
 
 # ---------------------------------------------------------------- runs
-def localizers_for(model, root, cities, stride, rerank, settings, out, ground_mpp):
-    return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, rerank=rerank))
-            for c in cities for db in [database_for(root, c, stride, out, model, ground_mpp)]}
+def localizers_for(model, root, cities, stride, settings, out, **changes):
+    return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, **changes))
+            for c in cities for db in [database_for(root, c, stride, out, model)]}
+
+
+def panorama_rows(localizers, paths_of):
+    """rows_of every city's panoramas (paths_of[city])."""
+    return [row for c, localizer in localizers.items()
+            for row in rows_of(localizer, localizer.localize_all(paths_of[c], progress=False))]
+
+
+def top1_hit_rate(localizers, paths_of):
+    """Share of panoramas whose first retrieved tile holds them (retrieval only, no offsets)."""
+    hits = [bool(lo.db.contains(lo.retrieve(d)[0][0], truth_of(lo.db, p)))
+            for c, lo in localizers.items() for p, d in zip(paths_of[c], lo.model.panorama_descriptors(paths_of[c]))]
+    return float(np.mean(hits))
 
 
 def predict_sequences(localizers, root, cities, folder):
@@ -277,6 +367,9 @@ def joint_table(j):
               f"(farther for {pct(j['joint_worse'])} %), closer than the top-1 tile alone for "
               f"{pct(j['joint_better_than_top1'])} %; closer for every panorama of the sequence in "
               f"{pct(j['joint_beats_each'])} % of the sequences", "",
+              "resampling whole sequences (95 %): joint closer for {:.1f}-{:.1f} % of the panoramas; joint median - "
+              "fused single median {:+.1f} to {:+.1f} m".format(*(100 * np.array(j["bootstrap"]["closer"])),
+                                                               *j["bootstrap"]["median_gain_m"]), "",
               "| test sequences whose top-1 tiles hold the truth for | sequences | single median m | joint median m | "
               "joint closer % |", "|---|---|---|---|---|"]
     for kind, label in (("all", "all panoramas"), ("some", "some panoramas"), ("none", "no panorama")):
@@ -290,33 +383,164 @@ def joint_table(j):
     return lines
 
 
+def methods_table(tuning, chosen):
+    """Validation: each re-ranking's best top-1 hit rate, the graph predictor's grid, the re-cut's."""
+    r = tuning["rerank"]
+    lines = [f"Validation (dense): top-1 tile holds the panorama % by re-ranking, each at its best setting; "
+             f"plain {pct(r['none'])} %", "", "| re-ranking | setting chosen | top-1 % |", "|---|---|---|"]
+    for method, name in RERANK_NAMES.items():
+        setting = ", ".join(f"{k.replace('rerank_', '')} {v:g}" for k, v in chosen["rerank"][method].items()) or "config"
+        lines.append(f"| {name} | {setting} | {pct(r[method])} |")
+    p = tuning["predictor"]
+    lines += ["", "Validation (dense): the graph predictor by candidates and support; wrong top-1 recovered "
+              "(<= 25 m) and right top-1 spoiled (> 25 m); chosen: most recovered with <= "
+              f"{pct(SPOIL_GOAL)} % spoiled", "", "| predictor | candidates | support | median m | recovered % | "
+              "spoiled % |", "|---|---|---|---|---|---|",
+              f"| top-k fusion | - | - | {p['fusion']['median']:.1f} | {pct(p['fusion']['recovered'])} | "
+              f"{pct(p['fusion']['spoiled'])} |"]
+    for t in p["graph"]:
+        lines.append(f"| graph | {t['graph_candidates']} | {t['graph_support']:g} | {t['median']:.1f} | "
+                     f"{pct(t['recovered'])} | {pct(t['spoiled'])} |")
+    lines += ["", "Validation (sparse): windows re-cut around each panorama's top m stored tiles; chosen: the "
+              f"fewest within {SPARSE_GOAL:g}x the dense median ({p['fusion']['median']:.1f} m)", "",
+              "| m | windows searched (at most) | fused median m |", "|---|---|---|"]
+    for t in tuning["recut"]:
+        lines.append(f"| {t['recut_candidates']} | {9 * t['recut_candidates']} | {t['median']:.1f} |")
+    return lines
+
+
+def edge_table(databases):
+    """Why the sparse database fails: top-1 hit and error by the panorama's distance from the centre
+    of the stored tile nearest it (the network was trained on panoramas in the central quarter)."""
+    lines = ["| database | distance from the nearest stored tile's centre (tile widths) | panoramas | "
+             "top-1 tile holds it % | fused median m |", "|---|---|---|---|---|"]
+    for name, r in databases.items():
+        if name.startswith(("dense (", "sparse")):
+            for band in r["by_edge"]:
+                lines.append(f"| {name} | {band['from']:.3f}-{band['from'] + 0.125:.3f} | {band['panoramas']} | "
+                             f"{pct(band['top1_hit'])} | {band['median']:.1f} |")
+    return lines
+
+
+def goal_table(results):
+    """measured | goal | met, on the test split, for settings chosen on validation."""
+    d, j = results["databases"], results["joint"]
+    dense, graph = d["dense (stride 320)"], d["dense, graph predictor"]
+    best_name, best = max(((n, r) for n, r in d.items() if n.startswith("dense, ") and n != "dense, graph predictor"),
+                          key=lambda item: item[1]["top1_hit"])
+    recut = next(r for n, r in d.items() if n.startswith("sparse + raster"))
+    sparse_goal = SPARSE_GOAL * dense["fused"]["median"]
+    rows = [("re-ranking top-1 (dense)", f"{pct(best['top1_hit'])} % ({best_name[7:]}; plain {pct(dense['top1_hit'])} %)",
+             f">= {pct(dense['top1_hit'] + RERANK_GOAL)} %", best["top1_hit"] >= dense["top1_hit"] + RERANK_GOAL),
+            ("wrong top-1 recovered <= 25 m (graph predictor)", f"{pct(graph['recovered_share'])} % "
+             f"(top-k fusion {pct(dense['recovered_share'])} %)", f">= {pct(RECOVER_GOAL)} %",
+             graph["recovered_share"] >= RECOVER_GOAL),
+            ("right top-1 spoiled > 25 m (graph predictor)", f"{pct(graph['spoiled_share'])} % "
+             f"(top-k fusion {pct(dense['spoiled_share'])} %)", f"<= {pct(SPOIL_GOAL)} %",
+             graph["spoiled_share"] <= SPOIL_GOAL),
+            ("sparse median, re-cut windows", f"{recut['fused']['median']:.1f} m (plain sparse "
+             f"{d['sparse (stride 640)']['fused']['median']:.1f} m)", f"<= {sparse_goal:.1f} m "
+             f"({SPARSE_GOAL:g} x dense {dense['fused']['median']:.1f} m)", recut["fused"]["median"] <= sparse_goal),
+            ("joint median (sequences)", f"{j['joint']['median']:.1f} m", f"< {j['single']['median']:.1f} m "
+             "(fused single)", j["joint"]["median"] < j["single"]["median"]),
+            ("joint closer than fused single", f"{pct(j['joint_better'])} %", f">= {pct(JOINT_GOAL)} %",
+             j["joint_better"] >= JOINT_GOAL)]
+    return ["| goal (test split; settings chosen on validation) | measured | goal | met |", "|---|---|---|---|"] + \
+        [f"| {name} | {measured} | {goal} | {'yes' if met else 'no'} |" for name, measured, goal, met in rows]
+
+
+# ---------------------------------------------------------------- tuning the new methods (validation only)
+def tune_reranks(model, root, cities, settings, out, validation):
+    """Each re-ranking's settings with the highest top-1 hit rate on the validation panoramas (dense)."""
+    def rate(**changes):
+        return top1_hit_rate(localizers_for(model, root, cities, 320, settings, out, **changes), validation)
+    rows, chosen = {"none": rate(rerank="none")}, {}
+    for method in RERANK_NAMES:
+        trials = [(rate(rerank=method, **trial), trial) for trial in RERANK_GRIDS.get(method, [{}])]
+        rows[method], chosen[method] = max(trials, key=lambda t: t[0])
+    return chosen, rows
+
+
+def tune_predictor(model, root, cities, settings, out, validation):
+    """The graph predictor's setting recovering most wrong top-1 tiles on validation while spoiling
+    at most SPOIL_GOAL of the right ones (else the one spoiling least); fusion's row for comparison."""
+    def trial(**changes):
+        rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, **changes), validation)
+        recovered, spoiled = recoveries(rows)
+        return {**changes, "median": float(np.median([r["fused"] for r in rows])), "recovered": recovered,
+                "spoiled": spoiled}
+    fusion = trial(predictor="fusion")
+    trials = [trial(predictor="graph", **t) for t in GRAPH_GRID]
+    allowed = [t for t in trials if t["spoiled"] <= SPOIL_GOAL]
+    best = max(allowed, key=lambda t: (t["recovered"], -t["median"])) if allowed else \
+        min(trials, key=lambda t: (t["spoiled"], -t["recovered"]))
+    return best, {"fusion": fusion, "graph": trials}
+
+
+def tune_recut(model, root, cities, settings, out, validation, dense_median):
+    """The fewest stored tiles to re-cut around whose validation median is within SPARSE_GOAL x the
+    dense database's (else the lowest median)."""
+    trials = []
+    for m in RECUT_CANDIDATES:
+        rows = panorama_rows(localizers_for(model, root, cities, 640, settings, out, recut_candidates=m), validation)
+        trials.append({"recut_candidates": m, "median": float(np.median([r["fused"] for r in rows]))})
+    good = [t for t in trials if t["median"] <= SPARSE_GOAL * dense_median]
+    return (good[0] if good else min(trials, key=lambda t: t["median"])), trials
+
+
 # ---------------------------------------------------------------- main
+def validation_paths(root, cities):
+    return {c: sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))) for c in cities}
+
+
+def test_variants(settings, chosen):
+    """(name, stride, settings changes) of every test row."""
+    base = {"rerank": "none", "predictor": "fusion", "recut_candidates": 0}
+    variants = [("dense (stride 320)", 320, base), ("sparse (stride 640)", 640, base),
+                (f"sparse + raster, windows re-cut around top {chosen['recut']['recut_candidates']}", 640,
+                 {**base, "recut_candidates": chosen["recut"]["recut_candidates"]})]
+    variants += [(f"dense, {name}", 320, {**base, "rerank": method, **chosen["rerank"].get(method, {})})
+                 for method, name in RERANK_NAMES.items()]
+    graph = {k: chosen["predictor"][k] for k in ("graph_candidates", "graph_support")}
+    return variants + [("dense, graph predictor", 320, {**base, "predictor": "graph", **graph})]
+
+
 def measure(cfg, checkpoint, per_city):
     root = resolve_path(cfg.data.root)
     _, test = load_splits(cfg)                  # (re)generates the synthetic city, with its GeoTIFFs
     cities = sorted(set(test.grd_city))
     ensure_heldout(root, cities, per_city)
     out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization", "databases")
-    model = LocalizationModel(cfg, checkpoint)
-    ground_mpp = training_ground_mpp(cfg)
+    model = CachedModel(LocalizationModel(cfg, checkpoint), os.path.join(os.path.dirname(out), "output_cache"))
+    prefill_all(model, root, cities, test, out)
     results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities}
+    validation = validation_paths(root, cities)
+    test_paths = {c: [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c] for c in cities}
     try:
-        dense = localizers_for(model, root, cities, 320, "none", Settings.from_config(cfg), out, ground_mpp)
+        dense = localizers_for(model, root, cities, 320, Settings.from_config(cfg), out, rerank="none")
         settings, results["tuning"] = tune(dense, root, cities, Settings.from_config(cfg))
+        settings = replace(settings, rerank="none", predictor="fusion", recut_candidates=0)
         results["settings"] = vars(settings)
+        chosen = {}
+        chosen["rerank"], results["tuning"]["rerank"] = tune_reranks(model, root, cities, settings, out, validation)
+        chosen["predictor"], results["tuning"]["predictor"] = tune_predictor(model, root, cities, settings, out,
+                                                                             validation)
+        chosen["recut"], results["tuning"]["recut"] = tune_recut(model, root, cities, settings, out, validation,
+                                                                 results["tuning"]["predictor"]["fusion"]["median"])
+        results["chosen"] = chosen
         results["databases"] = {}
-        for name, stride, rerank in VARIANTS:
-            localizers = localizers_for(model, root, cities, stride, rerank, settings, out, ground_mpp)
-            rows = [row for c in cities for row in rows_of(localizers[c], localizers[c].localize_all(
-                [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c], progress=False))]
-            results["databases"][name] = database_summary([lo.db for lo in localizers.values()], rows)
-        dense = localizers_for(model, root, cities, 320, "none", settings, out, ground_mpp)
+        for name, stride, changes in test_variants(settings, chosen):
+            localizers = localizers_for(model, root, cities, stride, settings, out, **changes)
+            results["databases"][name] = database_summary([lo.db for lo in localizers.values()],
+                                                          panorama_rows(localizers, test_paths),
+                                                          raster=changes.get("recut_candidates", 0) > 0)
+        dense = localizers_for(model, root, cities, 320, settings, out)
         results["joint"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
                                                          settings))
     finally:
         model.close()
     with open(os.path.join(os.path.dirname(out), "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+        json.dump(results, f, indent=1, default=float)
     return results, settings
 
 
@@ -335,7 +559,9 @@ def main(argv=None):
     results, settings = measure(cfg, checkpoint, args.sequences)
     print(f"{results['test_panoramas']} test panoramas of {len(results['cities'])} cities; checkpoint {checkpoint}; "
           f"top_k {settings.top_k}; {time.time() - started:.0f} s\n")
-    print("\n".join(tuning_table(results["tuning"], settings) + ["", ""] + test_table(results["databases"])
+    print("\n".join(goal_table(results) + ["", ""] + tuning_table(results["tuning"], settings) + ["", ""]
+                    + methods_table(results["tuning"], results["chosen"]) + ["", ""] + test_table(results["databases"])
+                    + ["", ""] + edge_table(results["databases"])
                     + ["", ""] + joint_table(results["joint"])))
 
 

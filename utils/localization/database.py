@@ -182,6 +182,23 @@ def read_tile(view, indexes, stretch, row, col, tile_px):
     return image, float(valid.mean())
 
 
+@contextmanager
+def grid_windows(info):
+    """read(row, col) -> the BGR uint8 window of info's tile grid at (row, col), cut from its raster as
+    build_database cuts its tiles (the same grid, resampling, bands and stretch); for windows that
+    were not stored, e.g. re-cut around candidates at query time."""
+    import rasterio
+    frame = MetricFrame.from_dict(info["frame"])
+    height, width = info["grid"]["size_px"]
+    grid = TileGrid(frame.crs, frame.transform, int(height), int(width), info["grid"]["ground_m_per_px"],
+                    info["raster_ground_m_per_px"], info["grid"]["resampling"])
+    stored = info["pixels"]["stretch"]
+    stretch = None if stored is None else (np.asarray(stored["low"]), np.asarray(stored["high"]))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), open_raster(info["raster"]) as src, grid_view(src, grid) as view:
+        indexes = band_indexes(src)
+        yield lambda row, col: read_tile(view, indexes, stretch, row, col, int(info["tile_px"]))[0]
+
+
 def build_database(raster, out_dir, ground_mpp, tile_px=640, stride_px=640, progress=True):
     """Cut raster into tiles of tile_px covering 640 x ground_mpp metres, every stride_px pixels;
     returns database.json's content."""

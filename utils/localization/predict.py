@@ -11,6 +11,7 @@ from utils.data.splits import build_loader
 from utils.errors import DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
+from utils.localization.database import training_ground_mpp
 from utils.session.checkpoints import checkpoint_prefix
 
 PANORAMA_RATIO_TOLERANCE = 0.01
@@ -47,6 +48,7 @@ class LocalizationModel:
         self.restored = restore_network(cfg, self.checkpoint, self.network)
         self.loader = build_loader(cfg)
         self.batch, self.workers = int(cfg.validation.scan_batch), int(cfg.data.workers)
+        self.ground_mpp = training_ground_mpp(cfg)     # the tiles' ground resolution it was trained on
 
     def close(self):
         self.restored.sess.close()

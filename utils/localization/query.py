@@ -8,10 +8,17 @@ import numpy as np
 
 from utils.errors import ConfigError
 from utils.localization import fusion
+from utils.localization.graph_predictor import agreement, graph_weights
+from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly
-from utils.localization.rerank import consensus_scores, consensus_tiles, expanded_query, reference_graph, spatial_rerank
+from utils.localization.neighbourhood import gnn_scores, joint_similarities, k_reciprocal_distances
+from utils.localization.recut import WindowCutter
+from utils.localization.rerank import (consensus_scores, consensus_tiles, expanded_query, footprint_rerank,
+                                       reference_graph, spatial_rerank)
 
-RERANKS = ("none", "spatial", "expansion")
+RERANKS = ("none", "spatial", "expansion", "k_reciprocal", "gnn", "footprint")
+NEIGHBOURHOOD_RERANKS = ("k_reciprocal", "gnn", "footprint")
+PREDICTORS = ("fusion", "graph")
 
 
 @dataclass
@@ -26,6 +33,14 @@ class Settings:                    # the `localize:` section of the config (conf
     rerank_weight: float
     expansion_tiles: int
     expansion_alpha: float
+    rerank_k1: int
+    rerank_k2: int
+    rerank_lambda: float
+    rerank_layers: int
+    predictor: str
+    graph_candidates: int
+    graph_support: float
+    recut_candidates: int
     joint_candidates: int
     joint_consensus: float
     joint_outlier_share: float
@@ -37,6 +52,8 @@ class Settings:                    # the `localize:` section of the config (conf
         settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()})
         if settings.rerank not in RERANKS:
             raise ConfigError(f"localize.rerank is '{settings.rerank}': use one of {', '.join(RERANKS)}")
+        if settings.predictor not in PREDICTORS:
+            raise ConfigError(f"localize.predictor is '{settings.predictor}': use one of {', '.join(PREDICTORS)}")
         if settings.top_k < 1 or settings.temperature <= 0:
             raise ConfigError("localize.top_k must be >= 1 and localize.temperature > 0")
         return settings
@@ -80,34 +97,73 @@ class Localizer:
     def __init__(self, model, db, index, settings):
         self.model, self.db, self.index, self.settings = model, db, index, settings
         self.neighbours = reference_graph(db.centres, db.width_m) if settings.rerank == "spatial" else None
+        self.cutter = WindowCutter(db) if settings.recut_candidates > 0 else None
+
+    @property
+    def candidates(self):
+        """Tiles predicted in per panorama: the top-k, or the graph predictor's candidates."""
+        s = self.settings
+        return max(s.top_k, s.graph_candidates) if s.predictor == "graph" else s.top_k
 
     def retrieve(self, descriptor):
-        """(tile ids, similarities) of the top-k tiles for one panorama descriptor."""
+        """(tile ids, similarities) of the top tiles for one panorama descriptor."""
         s = self.settings
+        if s.rerank in NEIGHBOURHOOD_RERANKS:
+            similarities, ids = self.index.search(descriptor[None], max(s.rerank_candidates, self.candidates))
+            order = self.neighbourhood_order(ids[0], similarities[0])[:self.candidates]
+            return ids[0][order], similarities[0][order]
         if s.rerank == "expansion":
             _, ids = self.index.search(expanded_query(descriptor, self.index, s.expansion_tiles, s.expansion_alpha)[None],
                                        s.top_k)
             return ids[0], self.index.similarity(descriptor[None], ids[0])[0].astype(np.float64)
-        wanted = s.rerank_candidates if self.neighbours is not None else s.top_k
-        similarities, ids = self.index.search(descriptor[None], max(wanted, s.top_k))
+        wanted = s.rerank_candidates if self.neighbours is not None else self.candidates
+        similarities, ids = self.index.search(descriptor[None], max(wanted, self.candidates))
         ids, similarities = ids[0], similarities[0]
         if self.neighbours is not None:
             ids, _ = spatial_rerank(ids, similarities, self.neighbours,
                                     lambda tiles: self.index.similarity(descriptor[None], tiles)[0],
                                     s.rerank_weight)
             similarities = self.index.similarity(descriptor[None], ids)[0].astype(np.float64)
-        return ids[:s.top_k], similarities[:s.top_k]
+        return ids[:self.candidates], similarities[:self.candidates]
+
+    def neighbourhood_order(self, ids, similarities):
+        """Order of the candidates ids by k-reciprocal distance, graph score or footprint support."""
+        s = self.settings
+        if s.rerank == "footprint":
+            return footprint_rerank(similarities, self.db.centres[ids], self.db.width_m[ids], s.rerank_weight)
+        descriptors = self.index.descriptors[ids]
+        joint = joint_similarities(similarities, descriptors @ descriptors.T)
+        if s.rerank == "k_reciprocal":
+            return np.argsort(k_reciprocal_distances(joint, s.rerank_k1, s.rerank_k2, s.rerank_lambda)[1:], kind="stable")
+        return np.argsort(-gnn_scores(joint, s.rerank_k1, s.rerank_k2, s.rerank_layers)[1:], kind="stable")
 
     def localize_all(self, paths, progress=True, keep_heatmaps=False):
         """One PanoramaResult per panorama; the network runs in batches over all of them."""
         paths = [str(p) for p in paths]
-        retrieved = [self.retrieve(d) for d in self.model.panorama_descriptors(paths, progress)]
+        descriptors = self.model.panorama_descriptors(paths, progress)
+        localizer = self.windows_localizer(paths, descriptors, progress) if self.settings.recut_candidates > 0 else self
+        return localizer.localize_descriptors(paths, descriptors, progress, keep_heatmaps)
+
+    def localize_descriptors(self, paths, descriptors, progress=True, keep_heatmaps=False):
+        """localize_all, the panoramas' descriptors given."""
+        retrieved = [self.retrieve_for(path, d) for path, d in zip(paths, descriptors)]
         outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps)
         return [self.result(path, ids, similarities, *output)
                 for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
 
+    def retrieve_for(self, path, descriptor):
+        return self.retrieve(descriptor)
+
+    @property
+    def results_db(self):
+        """The database the results' tile ids refer to: the re-cut windows when they are on."""
+        return self.cutter.windows if self.settings.recut_candidates > 0 else self.db
+
     def localize_sequence(self, paths, offsets, progress=True, keep_heatmaps=False):
         """(single results, joint results) of panoramas with known offsets (P, 2), metres east, north."""
+        if self.settings.recut_candidates > 0:
+            raise ConfigError("localize.recut_candidates re-cuts windows for single panoramas: set it to 0 "
+                              "for --joint")
         singles = self.localize_all(paths, progress, keep_heatmaps)
         prediction = self.predict_sequence(paths, offsets, progress, keep_heatmaps)
         return singles, self.joint(prediction, singles)
@@ -139,6 +195,20 @@ class Localizer:
                                      self.area_m2)
         return [replace(r, fused=estimate, top1=single.top1, method="joint")
                 for r, single, estimate in zip(together, singles, estimates)]
+
+    def windows_localizer(self, paths, descriptors, progress):
+        """A Localizer over the windows re-cut around every panorama's top recut_candidates stored
+        tiles (utils/localization/recut.py), with those windows' descriptors computed now; each
+        panorama is searched among its own windows only."""
+        cutter = self.cutter
+        top = [self.index.search(d[None], self.settings.recut_candidates)[1][0] for d in descriptors]
+        allowed = {path: cutter.around(tiles) for path, tiles in zip(paths, top)}
+        needed = np.unique(np.concatenate(list(allowed.values())))
+        cutter.cut(needed)
+        windows = np.zeros((len(cutter.windows), self.index.descriptors.shape[1]), np.float32)
+        windows[needed] = self.model.tile_descriptors([cutter.windows.tile_path(w) for w in needed], progress)
+        return WindowsLocalizer(self.model, cutter.windows, TileIndex(windows, self.index.info),
+                                replace(self.settings, recut_candidates=0), allowed)
 
     @property
     def area_m2(self):
@@ -172,13 +242,17 @@ class Localizer:
             covs = np.stack([self.db.sigma_to_metric(t, sigma) for t, sigma in zip(ids, sigmas)])
             scale, floor = s.sigma_scale, s.min_sigma_m
         mixture = fusion.build_mixture(means, covs, similarities, s.temperature, scale, floor)
+        if s.predictor == "graph":
+            votes = agreement(mixture.means, mixture.covs, self.db.centres[ids], self.db.width_m[ids])
+            mixture = fusion.Mixture(mixture.means, mixture.covs, graph_weights(mixture.weights, votes, s.graph_support))
         tiles = [TileEstimate(tile=int(t), rank=r, similarity=float(similarities[r]),
                               weight=float(mixture.weights[r]), delta=deltas[r],
                               sigma_delta=None if sigmas is None else sigmas[r], mean=mixture.means[r],
                               cov=mixture.covs[r], heatmap=None if heatmaps is None else heatmaps[r])
                  for r, t in enumerate(ids)]
         return PanoramaResult(path=path, tiles=tiles, mixture=mixture, fused=fusion.fuse(mixture),
-                              top1=fusion.top1(mixture))
+                              top1=fusion.top1(mixture),
+                              method="graph predictor" if s.predictor == "graph" else "top-k fusion")
 
     def refit(self, result, settings):
         """The same panorama's network outputs fused again under other settings (no network run)."""
@@ -186,3 +260,17 @@ class Localizer:
         sigmas = None if tiles[0].sigma_delta is None else [t.sigma_delta for t in tiles]
         return self.result(result.path, [t.tile for t in tiles], np.array([t.similarity for t in tiles]),
                            np.array([t.delta for t in tiles]), sigmas, None, settings)
+
+
+class WindowsLocalizer(Localizer):
+    """A Localizer over re-cut windows in which each panorama only sees the windows it was given."""
+
+    def __init__(self, model, db, index, settings, allowed):
+        super().__init__(model, db, index, settings)
+        self.allowed = allowed
+
+    def retrieve_for(self, path, descriptor):
+        windows = self.allowed[path]
+        similarities = self.index.similarity(descriptor[None], windows)[0].astype(np.float64)
+        order = np.argsort(-similarities, kind="stable")[:self.candidates]
+        return windows[order], similarities[order]

@@ -1,4 +1,5 @@
-"""Re-ranking retrieved tiles: by spatial consistency on the reference graph, or by query expansion.
+"""Re-ranking retrieved tiles: by spatial consistency on the reference graph (neighbour lists, or
+the candidates' footprint overlaps), or by query expansion.
 
 Spatial consistency: the graph links tiles whose footprints overlap or touch (centres at most one tile width apart
 along each axis). A tile whose neighbours also look like the panorama is more likely right than
@@ -13,6 +14,8 @@ Consensus (several panoramas a few metres apart): the tiles are ranked by the pa
 similarity, and each panorama's score of a tile mixes its own similarity with the others' mean.
 """
 import numpy as np
+
+from utils.localization.footprints import footprint_iou
 
 
 def reference_graph(centres, width_m):
@@ -66,3 +69,13 @@ def consensus_scores(similarities, consensus):
         return similarities
     others = (similarities.sum(axis=0, keepdims=True) - similarities) / (count - 1)
     return (1.0 - consensus) * similarities + consensus * others
+
+
+def footprint_rerank(similarities, centres, widths, weight):
+    """Order of candidates by similarity + weight x the IoU-weighted mean similarity of the
+    candidates whose footprints overlap theirs (0 for a candidate no other overlaps)."""
+    similarities = np.asarray(similarities, np.float64)
+    edges = footprint_iou(centres, widths) * (1.0 - np.eye(len(similarities)))
+    total = edges.sum(axis=1)
+    support = np.divide(edges @ similarities, total, out=np.zeros_like(similarities), where=total > 0)
+    return np.argsort(-(similarities + float(weight) * support), kind="stable")
