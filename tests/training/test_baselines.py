@@ -2,15 +2,19 @@
 train two steps at a tiny size and save under the original graphs' variable names; compare.py
 --published prints only sourced numbers and refuses an unknown setting in one line."""
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow.compat.v1 as tf
 
+import compare
 import train_first_E_1
 from model import models
 from tests import paths
 from tests.training.test_trainer import run_quiet, tiny_overrides
 from utils.config import load_config
+from utils.evaluation import published
 from utils.evaluation.inference import network_of_checkpoint
 from utils.session import checkpoints as ckpt
 from utils.training.stage import stage_dir
@@ -82,3 +86,29 @@ def test_siamese_vgg_checkpoint_keeps_clean_siamese_names(trained, graph):
     slots = {f"{n}/{slot}" for n in built for slot in ("Adam", "Adam_1")}
     assert saved == built | slots | {"Variable", "train/beta1_power", "train/beta2_power"}
     assert network_of_checkpoint(prefix) == "siamese_vgg"
+
+
+def test_published_prints_sourced_numbers_only(capsys, monkeypatch):
+    row = published.PublishedRow("Siamese-VGG", source="a paper, Table 9", top1=12.34, hit_rate=56.78)
+    registry = {"somewhere": published.PublishedSetting(title="Somewhere", rows=(row,), not_sourced=("SAFA: x",))}
+    monkeypatch.setattr(published, "PUBLISHED", registry)
+    assert compare.main(["--published", "somewhere"]) == 0
+    out = capsys.readouterr().out
+    assert "| Siamese-VGG | 12.34 | - | - | 56.78 | - | - | a paper, Table 9 |" in out and "- SAFA: x" in out
+    # the real registry: every number carries its source
+    for setting in published.PUBLISHED.values():
+        for r in setting.rows:
+            assert r.source and r.numbers()
+    monkeypatch.undo()
+    assert compare.main(["--published", "vigor_same_area"]) == 0
+    out = capsys.readouterr().out
+    assert "VIGOR, same-area" in out and "arXiv 2011.12172" in out and "Afoolbird/SAMP" in out
+
+
+def test_unknown_published_setting_is_refused_in_one_line():
+    done = subprocess.run([sys.executable, "compare.py", "--published", "nowhere"], capture_output=True,
+                          text=True, cwd=paths.REPO, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert lines == ["error: no published numbers for setting 'nowhere'; known settings: "
+                     "vigor_cross_area, vigor_same_area"]
