@@ -94,7 +94,7 @@ def main(argv=None):
                              "meters_per_pixel.json, or auto (that file if present, else original); "
                              "default: the config's")
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--network", choices=("safa", "safa_offset", "samp"),
+    parser.add_argument("--network", choices=("siamese_vgg", "safa", "safa_offset", "samp"),
                         help="network of the checkpoint (default: read off its variable names)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", default="", help="label of this result in tables and plots")

@@ -1,8 +1,10 @@
-"""The networks the stages train (VIGOR's and SAMP's three, University-1652's two-view baseline), built from the `model:` part of a config.
+"""The networks the stages train (VIGOR's Siamese-VGG and SAFA networks, SAMP's, University-1652's two-view baseline), built from the `model:` part of a config.
 
 Each returns a dict of named end points (model/end_points.py), so a stage's losses read like the
 paper.
 """
+import tensorflow.compat.v1 as tf
+
 from model import models, models_two_dec
 from model import two_view as two_view_model
 from model.end_points import pick
@@ -12,8 +14,28 @@ def _vgg(cfg):
     return {"vgg_path": cfg.model.vgg16_npy, "vgg_width": cfg.model.vgg_width}
 
 
+def dropout_keep_prob():
+    """The graph's one `keep_prob` placeholder (default 1: no dropout when scanning); a stage that
+    trains with dropout feeds its training value (train_first_E_1.py, Siamese_VGG)."""
+    found = tf.get_collection("keep_prob")
+    if found:
+        return found[0]
+    with tf.name_scope(None):
+        keep_prob = tf.placeholder_with_default(1.0, [], name="keep_prob")
+    tf.add_to_collection("keep_prob", keep_prob)
+    return keep_prob
+
+
+def siamese_vgg(inputs, cfg):
+    """VIGOR's Siamese-VGG (`clean_siamese`): two VGG16 branches, global average pooling, dropout and
+    the shared fc layer `Gap_local/fc1` (model.fc_dim wide)."""
+    end_points = models.clean_siamese(inputs.sat, inputs.grd, dropout_keep_prob(), fc_dim=cfg.model.fc_dim,
+                                      **_vgg(cfg))
+    return pick(end_points, "sat_global", "grd_global")
+
+
 def safa(inputs, cfg):
-    """VIGOR's SAFA: two VGG16 branches with spatial-aware aggregation (E_1a)."""
+    """VIGOR's SAFA: two VGG16 branches with spatial-aware aggregation (E_1a, and SAFA without mining)."""
     end_points = models.SAFA(inputs.sat, inputs.grd, dimension=cfg.model.dimension, **_vgg(cfg))
     return pick(end_points, "sat_global", "grd_global")
 

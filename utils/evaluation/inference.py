@@ -20,17 +20,20 @@ from utils.session.distribute import Distribution, ShardedSession
 def network_of_checkpoint(prefix):
     """Which of model/networks.py's builders wrote a checkpoint, read off its variable names
     (works for the original code's checkpoints too): SAMP has Cholesky heads, VIGOR's SAFA with
-    offsets has the offset MLP (fc_delta), plain SAFA has neither."""
+    offsets has the offset MLP (fc_delta), Siamese-VGG its shared fc layer under Gap_local, plain
+    SAFA none of these."""
     names = [name for name, _ in tf.train.list_variables(prefix)]
     if any("cholesky_block" in name for name in names):
         return "samp"
     if any(name.startswith("fc_delta") or "/fc_delta" in name for name in names):
         return "safa_offset"
+    if any(name.startswith("Gap_local/") for name in names):
+        return "siamese_vgg"
     return "safa"
 
 
 def restore_network(cfg, prefix, network):
-    """A ScanNetwork of `network` (a builder of model/networks.py: 'safa', 'safa_offset', 'samp',
+    """A ScanNetwork of `network` (a builder of model/networks.py: 'siamese_vgg', 'safa', 'safa_offset', 'samp',
     'two_view') holding a checkpoint's weights; close its session when done."""
     dist = Distribution(cfg)  # under a strategy each replica scans its slice of every batch
     graph = tf.Graph()
