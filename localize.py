@@ -8,7 +8,8 @@
 
 build resamples the raster (any CRS rasterio reads) to the ground resolution the checkpoint was
 trained on and cuts it into VIGOR-named tiles with tiles.csv / tiles.geojson;
-index stores the checkpoint's tile descriptors (and a faiss index); query writes a GeoJSON in WGS84
+index stores the checkpoint's tile descriptors and a faiss index (exact, or compressed above
+localize.index.threshold tiles); query writes a GeoJSON in WGS84
 with the top-k tiles, each tile's offset and Gaussian, and the fused position with its 1 and 2
 sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
 positions (columns panorama, east_m, north_m: metres from any common point).
@@ -89,11 +90,12 @@ def open_model(args):
     from utils.localization.database import check_matches_training, load_database
     from utils.localization.predict import LocalizationModel
     from utils.localization.query import Settings
+    from utils.localization.search import IndexSettings
     cfg = load_config(args.config, args.overrides)
     settings = Settings.from_config(cfg)
     db = load_database(args.db)
     check_matches_training(db, cfg, settings.size_tolerance)
-    return LocalizationModel(cfg, args.checkpoint), db, settings
+    return LocalizationModel(cfg, args.checkpoint), db, settings, IndexSettings.from_config(cfg)
 
 
 def ground_mpp(args):
@@ -118,14 +120,13 @@ def command_build(args):
 
 
 def command_index(args):
-    from utils.localization.index import build_index
-    model, db, _ = open_model(args)
+    from utils.localization.index import build_index, describe_index
+    model, db, _, index_settings = open_model(args)
     try:
-        info = build_index(db, model)
+        info = build_index(db, model, index_settings)
     finally:
         model.close()
-    print(f"{args.db}: {info['tiles']} descriptors of dimension {info['dimension']} "
-          f"({'faiss index written' if info['faiss'] else 'faiss not installed: exact numpy search'})")
+    print(f"{args.db}: {info['tiles']} descriptors of dimension {info['dimension']} ({describe_index(info)})")
 
 
 def command_query(args):
@@ -133,11 +134,11 @@ def command_query(args):
     from utils.localization.geojson import write_geojson
     from utils.localization.index import load_index
     from utils.localization.query import Localizer
-    model, db, settings = open_model(args)
+    model, db, settings, index_settings = open_model(args)
     joint = None
     try:
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
-        localizer = Localizer(model, db, load_index(db, model.checkpoint), settings)
+        localizer = Localizer(model, db, load_index(db, model.checkpoint, index_settings), settings)
         if offsets is None:
             results = localizer.localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
         else:

@@ -49,7 +49,8 @@ class Settings:                    # the `localize:` section of the config (conf
     @classmethod
     def from_config(cls, cfg):
         types = cls.__annotations__
-        settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()})
+        settings = cls(**{key: types[key](value) for key, value in dict(cfg.localize).items()
+                          if key != "index"})  # the index's own section: utils/localization/search.py
         if settings.rerank not in RERANKS:
             raise ConfigError(f"localize.rerank is '{settings.rerank}': use one of {', '.join(RERANKS)}")
         if settings.predictor not in PREDICTORS:
