@@ -16,7 +16,8 @@ tile votes for the place at its centre with localize.fixed_sigma_m (the network 
 head). Alone: the mode of one image's mixture. Together: the product of a place's mixtures,
 each shifted by its camera's offset from the target (the manifest's poses). Error: metres from
 the place's true position; "closer" compares the joint error with the mean of the place's
-single-image errors. Writes drone.json and drone.md to --out; not a test.
+single-image errors. Writes drone.json and drone.md to --out; not a test. 21 min for the 3 seeds
+on the shared 2-core machine (measured; docs/RESULTS.md).
 """
 import os
 import sys
