@@ -85,6 +85,8 @@ def test_a_drone_view_is_localized_at_its_tiles_centres_with_the_fixed_sigma(tre
 
 
 def test_each_modality_refuses_the_other_s_images_and_checkpoints(tree, indexed, tmp_path):
+    from utils.evaluation.inference import network_of_checkpoint
+    assert network_of_checkpoint(ckpt.checkpoint_prefix(indexed[0])) == "two_view"      # by its classifier
     street = os.path.join(tree, "test", "query_street")
     panorama = os.path.join(street, min(os.listdir(street)))
     panorama = os.path.join(panorama, min(os.listdir(panorama)))
