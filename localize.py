@@ -4,14 +4,17 @@
         [--tile-px 640] [--stride-px 640|320]
     python localize.py index --checkpoint CKPT --db DB [--config configs/demo.yaml] [--set key=value]
     python localize.py query --checkpoint CKPT --db DB PANO [PANO ...] --out OUT.geojson [--figures DIR]
-        [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
+        [--modality street|drone] [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
 
 build resamples the raster (any CRS rasterio reads) to the ground resolution the checkpoint was
 trained on and cuts it into VIGOR-named tiles with tiles.csv / tiles.geojson;
 index stores the checkpoint's tile descriptors and a faiss index (exact, or compressed above
 localize.index.threshold tiles); query writes a GeoJSON in WGS84
 with the top-k tiles, each tile's offset and Gaussian, and the fused position with its 1 and 2
-sigma ellipses. --joint also localizes the panoramas together, from a CSV of their relative
+sigma ellipses. --modality drone: the queries are square drone views and the checkpoint
+University-1652's two-view network (train_university1652.py; --config its config): it has no offset
+head, so each retrieved tile puts the drone's target at its centre with localize.fixed_sigma_m.
+--joint also localizes the panoramas together, from a CSV of their relative
 positions (columns panorama, east_m, north_m: metres from any common point).
 """
 if __name__ == "__main__":  # a Ctrl-C while TensorFlow loads: one line, exit 130 (utils/startup.py)
@@ -68,6 +71,8 @@ def argument_parser():
     query.add_argument("panoramas", nargs="+", metavar="PANO")
     query.add_argument("--out", required=True, help="the GeoJSON file to write")
     query.add_argument("--figures", help="a directory for the figures")
+    query.add_argument("--modality", choices=("street", "drone"), default="street",
+                       help="street: 2:1 equirectangular panoramas (default); drone: square drone views")
     query.add_argument("--joint", help="CSV of relative positions (panorama, east_m, north_m): localize together")
     return parser
 
@@ -86,7 +91,7 @@ def read_offsets(path, panoramas):
     return offsets - offsets[0]
 
 
-def open_model(args):
+def open_model(args, modality=None):
     from utils.localization.database import check_matches_training, load_database
     from utils.localization.predict import LocalizationModel
     from utils.localization.query import Settings
@@ -95,7 +100,7 @@ def open_model(args):
     settings = Settings.from_config(cfg)
     db = load_database(args.db)
     check_matches_training(db, cfg, settings.size_tolerance)
-    return LocalizationModel(cfg, args.checkpoint), db, settings, IndexSettings.from_config(cfg)
+    return LocalizationModel(cfg, args.checkpoint, modality), db, settings, IndexSettings.from_config(cfg)
 
 
 def ground_mpp(args):
@@ -134,7 +139,7 @@ def command_query(args):
     from utils.localization.geojson import write_geojson
     from utils.localization.index import load_index
     from utils.localization.query import Localizer
-    model, db, settings, index_settings = open_model(args)
+    model, db, settings, index_settings = open_model(args, args.modality)
     joint = None
     try:
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None

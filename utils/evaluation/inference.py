@@ -20,9 +20,11 @@ from utils.session.distribute import Distribution, ShardedSession
 def network_of_checkpoint(prefix):
     """Which of model/networks.py's builders wrote a checkpoint, read off its variable names
     (works for the original code's checkpoints too): SAMP has Cholesky heads, VIGOR's SAFA with
-    offsets has the offset MLP (fc_delta), Siamese-VGG its shared fc layer under Gap_local, plain
-    SAFA none of these."""
+    offsets has the offset MLP (fc_delta), Siamese-VGG its shared fc layer under Gap_local,
+    University-1652's two-view network its building classifier, plain SAFA none of these."""
     names = [name for name, _ in tf.train.list_variables(prefix)]
+    if any(name.startswith("classifier/") for name in names):
+        return "two_view"
     if any("cholesky_block" in name for name in names):
         return "samp"
     if any(name.startswith("fc_delta") or "/fc_delta" in name for name in names):

@@ -38,7 +38,7 @@ from pyproj import CRS, Transformer
 from tqdm import tqdm
 
 from utils.data.dataset import sat_file_name
-from utils.errors import DataError
+from utils.errors import ConfigError, DataError
 from utils.localization.frame import (MetricFrame, crs_label, ground_metres_per_pixel, local_metric_crs,
                                       scale_factor, to_wgs84)
 
@@ -360,10 +360,18 @@ def training_tile_metres(cfg):
     """(low, high) ground width in metres of the tiles the checkpoint's data was made of."""
     from utils.data.geo import CORRECTED_MPP, ORIGINAL_MPP
     resolution = cfg.data.resolution
+    if cfg.data.dataset == "synthetic_university1652":
+        from utils.config import resolve_path
+        from utils.data.university1652_poses import load_place_poses
+        metres = load_place_poses(resolve_path(cfg.data.root)).satellite_metres
+        return metres, metres
     if cfg.data.dataset == "synthetic":
         mpp = [float(cfg.data.synthetic.meters_per_pixel)]
     elif isinstance(resolution, (int, float)) and not isinstance(resolution, bool):
         mpp = [float(resolution)]
+    elif cfg.data.dataset == "university1652":
+        raise ConfigError("University-1652's release does not state the ground size of its satellite images: "
+                          "set data.resolution to their ground metres per pixel at 640 px")
     elif resolution == "corrected":
         mpp = list(CORRECTED_MPP.values())
     else:

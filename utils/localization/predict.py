@@ -14,20 +14,35 @@ from utils.evaluation.scan import Scanner
 from utils.localization.database import training_ground_mpp
 from utils.session.checkpoints import checkpoint_prefix
 
-PANORAMA_RATIO_TOLERANCE = 0.01
+RATIO_TOLERANCE = 0.01
+MODALITIES = {   # query modality -> (width / height it must have, what it is, what to give)
+    "street": (2.0, "a street panorama is 2:1", "give a full 360 x 180 degree equirectangular panorama "
+                                                 "(north at the centre column, as VIGOR's)"),
+    "drone": (1.0, "a drone view is square", "give the drone camera's frame cropped to its centre square "
+                                              "(as University-1652's)"),
+}
 
 
-def read_panorama(path):
-    """The panorama as BGR uint8, checked: readable and 2:1 (equirectangular)."""
+def read_query(path, modality="street"):
+    """The query image as BGR uint8, checked: readable, and shaped as its modality's images are."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}")
+    ratio, shape, remedy = MODALITIES[modality]
+    kind = "street panorama" if modality == "street" else "drone view"
     image = cv2.imread(str(path)) if os.path.isfile(str(path)) else None
     if image is None:
         state = "cannot be decoded as an image" if os.path.exists(str(path)) else "does not exist"
-        raise DataError(f"panorama {path} {state}: give a JPEG or PNG equirectangular panorama")
+        raise DataError(f"{kind} {path} {state}: give a JPEG or PNG image")
     height, width = image.shape[:2]
-    if abs(width / height - 2.0) > 2.0 * PANORAMA_RATIO_TOLERANCE:
-        raise DataError(f"panorama {path} is {width} x {height} px, not 2:1: give a full 360 x 180 degree "
-                        f"equirectangular panorama (north at the centre column, as VIGOR's)")
+    if abs(width / height - ratio) > ratio * RATIO_TOLERANCE:
+        raise DataError(f"{kind} {path} is {width} x {height} px, not {'2:1' if ratio == 2.0 else 'square'}: "
+                        f"{shape}; {remedy}")
     return image
+
+
+def read_panorama(path):
+    """The street panorama as BGR uint8, checked: readable and 2:1 (equirectangular)."""
+    return read_query(path, "street")
 
 
 def scan_index(tile_paths, panorama_paths, name):
@@ -39,12 +54,28 @@ def scan_index(tile_paths, panorama_paths, name):
                       deltas=np.zeros((n, 4, 2)), meters_per_pixel=np.zeros(s), name=name)
 
 
+def check_modality(cfg, checkpoint, network, modality):
+    """DataError unless the checkpoint was trained on the query modality: drone views need
+    University-1652's two-view network trained on drone queries, street panoramas any other."""
+    trained_on = cfg.data.query_view if network == "two_view" else "street"
+    if modality != trained_on:
+        raise DataError(f"checkpoint {checkpoint} was trained on {trained_on} queries "
+                        f"({'University-1652 two-view network' if network == 'two_view' else network}, "
+                        f"config {cfg.config_path}): query it with --modality {trained_on}, or give a checkpoint "
+                        f"trained on {modality} {'views (train_university1652.py)' if modality == 'drone' else 'panoramas'}")
+
+
 class LocalizationModel:
     """One checkpoint restored once; images are prepared as in training (utils/data/prefetch)."""
 
-    def __init__(self, cfg, checkpoint):
+    def __init__(self, cfg, checkpoint, modality=None):
+        """modality: of the queries ("street" or "drone"), checked against the checkpoint's
+        training; None when only the reference tiles are described (index)."""
         self.checkpoint = os.path.abspath(checkpoint_prefix(checkpoint))
         self.network = network_of_checkpoint(self.checkpoint)
+        if modality is not None:
+            check_modality(cfg, self.checkpoint, self.network, modality)
+        self.modality = modality or "street"
         self.restored = restore_network(cfg, self.checkpoint, self.network)
         self.loader = build_loader(cfg)
         self.batch, self.workers = int(cfg.validation.scan_batch), int(cfg.data.workers)
@@ -62,7 +93,7 @@ class LocalizationModel:
 
     def panorama_descriptors(self, paths, progress=False):
         for path in paths:
-            read_panorama(path)                     # readable and 2:1, or a clear error
+            read_query(path, self.modality)         # readable and shaped as the modality's, or a clear error
         scan = self._scanner(scan_index([], paths, "query panoramas"), progress).panoramas()
         return _unit(scan.values["desc"])
 
