@@ -12,7 +12,6 @@ Results are written as results.json and results.md; numbers in percent.
 import json
 import os
 
-import numpy as np
 
 from utils.data.splits import build_loader, load_university1652_tree
 from utils.data.university1652_splits import satellite_to_drone_index, split_indexes
