@@ -17,13 +17,20 @@ give the same bytes (one random stream, no threads, no timings in the manifest).
 """
 import json
 import os
-import shutil
 
 import cv2
 import numpy as np
 
 from utils.data import cvusa
-from utils.data.synthetic_vigor import CITY_NAMES, MANIFEST, STYLES, _replace_dir, build_city_map, city_origin, render_panorama
+from utils.data.synthetic_vigor import (
+    CITY_NAMES,
+    MANIFEST,
+    STYLES,
+    build_city_map,
+    city_origin,
+    render_panorama,
+    written_whole,
+)
 from utils.polar import polar_transform
 
 GENERATOR_VERSION = 1
@@ -80,10 +87,7 @@ def generate(out_dir, **parameters):
     if params["pairs"] < 2 or params["aerial_size"] < 16 or params["pano_width"] < 32:
         raise ValueError("need at least 2 pairs, 16-pixel aerials and 32-pixel-wide panoramas")
     out_dir = os.path.abspath(str(out_dir))
-    work = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    try:
+    with written_whole(out_dir) as work:
         rng = np.random.default_rng([params["seed"], 1232])
         name = CITY_NAMES[params["seed"] % len(CITY_NAMES)]
         border = params["aerial_size"] // 2 + 4
@@ -110,8 +114,4 @@ def generate(out_dir, **parameters):
                  for k, (image_id, (r, c)) in enumerate(zip(ids, points))]
         with open(os.path.join(work, MANIFEST), "w") as f:
             json.dump({"dataset": "synthetic CVUSA", "parameters": params, "city": name, "pairs": pairs}, f, indent=1)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    _replace_dir(work, out_dir)
     return out_dir

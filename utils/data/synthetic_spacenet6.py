@@ -18,14 +18,13 @@ Deterministic: the same parameters give the same bytes.
 """
 import json
 import os
-import shutil
 
 import numpy as np
 
 from utils.data import spacenet6 as sn6
 from utils.data.synthetic_raster import city_crs
 from utils.data.synthetic_sar import BANDS, observe, render_sar, to_db
-from utils.data.synthetic_vigor import MANIFEST, STYLES, _replace_dir, build_city_map
+from utils.data.synthetic_vigor import MANIFEST, STYLES, build_city_map, written_whole
 
 GENERATOR_VERSION = 1
 ROTTERDAM = (51.9225, 4.4792)
@@ -66,9 +65,7 @@ def generate(out_dir, **parameters):
     if params["tiles_per_side"] < 1 or params["tile_px"] < 16 or params["looks"] < 1:
         raise ValueError("need at least 1 tile per side, 16-pixel tiles and 1 look")
     out_dir = os.path.abspath(str(out_dir))
-    work = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    try:
+    with written_whole(out_dir) as work:
         rng = np.random.default_rng([params["seed"], 6])
         tile, margin, mpp = params["tile_px"], params["margin"], params["meters_per_pixel"]
         side = params["tiles_per_side"] * tile + 2 * margin
@@ -99,8 +96,4 @@ def generate(out_dir, **parameters):
         with open(os.path.join(work, MANIFEST), "w") as f:
             json.dump({"dataset": "synthetic SpaceNet 6", "parameters": params, "strip": strip, "tiles": tiles},
                       f, indent=1)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    _replace_dir(work, out_dir)
     return out_dir

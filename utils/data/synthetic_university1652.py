@@ -21,7 +21,6 @@ threads, no timings written).
 import json
 import math
 import os
-import shutil
 
 import cv2
 import numpy as np
@@ -34,10 +33,10 @@ from utils.data.synthetic_vigor import (
     KIND_BUILDING,
     MANIFEST,
     STYLES,
-    _replace_dir,
     build_city_map,
     city_origin,
     render_panorama,
+    written_whole,
 )
 
 GENERATOR_VERSION = 1
@@ -168,10 +167,7 @@ def generate(out_dir, progress=False, **parameters):
     if params["views"] < 1 or params["streets"] < 1 or params["size"] < 8:
         raise ValueError("need at least 1 view, 1 street panorama and 8-pixel images")
     out_dir = os.path.abspath(str(out_dir))
-    work = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    try:
+    with written_whole(out_dir) as work:
         city, rng = city_for(params)
         border = int(math.ceil((max(params["radius"], params["satellite_metres"] / 2) + 20.0) / city.mpp))
         positions = choose_places(city, params["places"], border, params["spacing"] / city.mpp, rng)
@@ -189,8 +185,4 @@ def generate(out_dir, progress=False, **parameters):
                     "meters_per_pixel": city.mpp, "places": sorted(records, key=lambda p: p["id"])}
         with open(os.path.join(work, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=1)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    _replace_dir(work, out_dir)
     return out_dir

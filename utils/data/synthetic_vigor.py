@@ -43,13 +43,23 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from utils.data.dataset import (PANO_LABELS, RESOLUTION_FILE, SAME_AREA_TEST, SAME_AREA_TRAIN, SAT_LIST,
-                           pano_file_name, parse_pano_name, parse_sat_name, sat_file_name)
+from utils.data.dataset import (
+    PANO_LABELS,
+    RESOLUTION_FILE,
+    SAME_AREA_TEST,
+    SAME_AREA_TRAIN,
+    SAT_LIST,
+    pano_file_name,
+    parse_pano_name,
+    parse_sat_name,
+    sat_file_name,
+)
 from utils.data.geo import enu_to_gps, gps_to_delta
 from utils.data.synthetic_raster import full_resolution, write_city_raster
 
@@ -854,6 +864,22 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
         json.dump(manifest, f, indent=1)
     _replace_dir(work, out_dir)
     return out_dir
+
+
+@contextmanager
+def written_whole(out_dir):
+    """A folder beside out_dir to write a dataset into; it replaces out_dir (if that was ours) when the
+    block completes, and is removed if the block fails or is interrupted: a dataset appears whole or
+    not at all."""
+    work = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _replace_dir(work, out_dir)
 
 
 def _replace_dir(new, target):
