@@ -4,12 +4,14 @@ import os
 from utils.config import resolve_path
 from utils.data.cache_config import open_cache
 from utils.data.check import warn_on_labels
+from utils.data.cvusa import load_cvusa
 from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader
 from utils.data.university1652 import load_university1652
 from utils.data.university1652_splits import split_indexes
 
 UNIVERSITY1652 = ("university1652", "synthetic_university1652")
+CVUSA = ("cvusa", "synthetic_cvusa")
 
 
 def ensure_dataset(cfg):
@@ -25,9 +27,14 @@ def ensure_dataset(cfg):
         from utils.data.synthetic_university1652 import generate
         s = cfg.data.synthetic_university1652
         generate(root, seed=s.seed, places=s.places, views=s.views, size=s.size)
-    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652:
+    elif cfg.data.dataset == "synthetic_cvusa":
+        from utils.data.synthetic_cvusa import ensure
+        s = cfg.data.synthetic_cvusa
+        ensure(root, seed=s.seed, pairs=s.pairs, aerial_size=s.aerial_size, pano_width=s.pano_width,
+               meters_per_pixel=s.meters_per_pixel, val_fraction=s.val_fraction)
+    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + CVUSA:
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact, synthetic, "
-                         f"university1652 or synthetic_university1652")
+                         f"university1652, synthetic_university1652, cvusa or synthetic_cvusa")
     return root
 
 
@@ -44,6 +51,8 @@ def load_splits(cfg, check_labels=True):
     (utils/data/check.py; reads no image)."""
     if cfg.data.dataset in UNIVERSITY1652:
         return split_indexes(load_university1652_tree(cfg), cfg.data.query_view)
+    if cfg.data.dataset in CVUSA:  # no GPS, no resolution: nothing for the label check to compare
+        return load_cvusa(ensure_dataset(cfg))
     root = ensure_dataset(cfg)
     d = cfg.data
     train, test = load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,

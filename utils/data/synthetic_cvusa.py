@@ -28,6 +28,7 @@ from utils.data.synthetic_vigor import (
     STYLES,
     build_city_map,
     city_origin,
+    read_manifest,
     render_panorama,
     written_whole,
 )
@@ -115,3 +116,11 @@ def generate(out_dir, **parameters):
         with open(os.path.join(work, MANIFEST), "w") as f:
             json.dump({"dataset": "synthetic CVUSA", "parameters": params, "city": name, "pairs": pairs}, f, indent=1)
     return out_dir
+
+
+def ensure(out_dir, **parameters):
+    """The synthetic CVUSA at out_dir, generated unless it is there with the same parameters."""
+    manifest = read_manifest(out_dir)
+    if manifest is not None and manifest.get("parameters") == default_parameters(**parameters):
+        return os.path.abspath(str(out_dir))
+    return generate(out_dir, **parameters)

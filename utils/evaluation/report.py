@@ -38,6 +38,11 @@ def evaluate_outputs(index, sat_desc, grd_desc, offsets=None, offsets_positive=N
     results, per_query = _retrieval(index, sat, found, name)
     if skipped and any(skipped.values()):
         results["unreadable"] = dict(skipped)
+    if not _has_gps(index):  # CVUSA: no GPS, no resolution; metres and Sigma's calibration have no meaning
+        results["curves"] = {}
+        if out_dir:
+            results["files"] = write_outputs(out_dir, index, results, per_query, [], None, None, None)
+        return results
     curves = _localization(index, per_query["top1"], offsets, offsets_positive, name, results, per_query)
     if sigma is not None:
         _calibration(index, offsets, offsets_positive, sigma, results, per_query)
@@ -67,8 +72,15 @@ def _retrieval(index, sat, found, name):
                "descriptor_dim": int(sat.shape[1]),
                "meters_per_pixel": _resolution_summary(np.asarray(index.meters_per_pixel, dtype=np.float64)),
                "retrieval": summaries.retrieval_summary(found.ranks[:, 0], hit_ranks, num_refs)}
+    if summaries.is_one_to_one(index.labels, num_refs):  # SAFA's protocol (CVUSA)
+        results["retrieval"]["one_to_one"] = summaries.one_to_one_recalls(found.ranks[:, 0], num_refs)
     per_query = {"top1": found.topk[:, 0], "ranks": found.ranks, "hit_ranks": hit_ranks}
     return results, per_query
+
+
+def _has_gps(index):
+    return bool(np.isfinite(np.asarray(index.grd_gps, dtype=np.float64)).all()
+                and np.isfinite(np.asarray(index.sat_gps, dtype=np.float64)).all())
 
 
 def _localization(index, top1, offsets, offsets_positive, name, results, per_query):
@@ -144,8 +156,11 @@ def write_outputs(out_dir, index, results, per_query, curves, offsets_positive, 
     os.makedirs(out_dir, exist_ok=True)
     files = {"json": "results.json", "markdown": "results.md", "per_query": "per_query.npz",
              "accuracy_curve": "accuracy_curve.png"}
-    plots.accuracy_curve(curves, os.path.join(out_dir, files["accuracy_curve"]),
-                         title=results["name"] or None)
+    if curves:
+        plots.accuracy_curve(curves, os.path.join(out_dir, files["accuracy_curve"]),
+                             title=results["name"] or None)
+    else:
+        del files["accuracy_curve"]
     if "calibration" in results:
         files["calibration"] = "calibration.png"
         plots.calibration_plot(results["calibration"], os.path.join(out_dir, files["calibration"]),
@@ -220,8 +235,16 @@ def markdown_report(results: dict) -> str:
              "| top-1 | top-5 | top-1% | hit rate | recall@10 | median rank |",
              "|---|---|---|---|---|---|",
              f"| {_pct(r['top1'])} | {_pct(r['top5'])} | {_pct(r['top1_percent'])} | "
-             f"{_pct(r['hit_rate'])} | {_pct(r['recall'].get('10'))} | {r['median_rank']:g} |", "",
-             "## Localization (m)", "",
+             f"{_pct(r['hit_rate'])} | {_pct(r['recall'].get('10'))} | {r['median_rank']:g} |", ""]
+    if "one_to_one" in r:
+        o = r["one_to_one"]
+        lines += [f"SAFA's protocol (one-to-one; r@1% counts fewer than {o['top1_percent_k']} closer references):", "",
+                  "| r@1 | r@5 | r@10 | r@1% |", "|---|---|---|---|",
+                  "| " + " | ".join(_pct(o[k]) for k in summaries.ONE_TO_ONE) + " |", ""]
+    if "localization" not in results:
+        lines += ["No localization in metres: the dataset carries no GPS (CVUSA's splits name image files only)."]
+        return "\n".join(lines) + "\n"
+    lines += ["## Localization (m)", "",
              "| protocol | mean | median | <1 m | <5 m | <10 m | <25 m | <50 m |",
              "|---|---|---|---|---|---|---|---|"]
     predicted = results["localization"]["offsets"] == "predicted"

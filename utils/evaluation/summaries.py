@@ -95,6 +95,18 @@ def one_to_one_recalls(positive_ranks, num_references) -> dict:
             "r@1%": recall_at(ranks, top1_percent_k), "top1_percent_k": top1_percent_k}
 
 
+ONE_TO_ONE = ("r@1", "r@5", "r@10", "r@1%")
+
+
+def is_one_to_one(labels, num_references) -> bool:
+    """Whether SAFA's protocol applies (CVUSA, CVACT): every query has one match (all label columns
+    equal) and every reference is the match of exactly one query."""
+    labels = np.asarray(labels)
+    labels = labels[:, None] if labels.ndim == 1 else labels
+    return (labels.shape[0] == num_references and bool((labels == labels[:, :1]).all())
+            and np.array_equal(np.sort(labels[:, 0]), np.arange(num_references)))
+
+
 def _key(value) -> str:
     return f"{value:g}"
 

@@ -19,8 +19,9 @@ from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
 from utils.errors import TrainingStopped
 from utils.evaluation.finite import count_non_finite
-from utils.evaluation.retrieval import validate_top_blocked
+from utils.evaluation.retrieval import search, validate_top_blocked
 from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass
+from utils.evaluation.summaries import ONE_TO_ONE, is_one_to_one, one_to_one_recalls
 from utils.metrics import distance_score
 from utils.session import checkpoints as ckpt
 from utils.training import records, run_folder
@@ -415,6 +416,11 @@ class Trainer:
         top1_percent, top1, top5, hit = validate_top_blocked(scan.readable_grd, scan.readable_sat,
                                                              scan.readable.labels)
         record = {"top1_percent": top1_percent, "top1": top1, "top5": top5, "hit_rate": hit}
+        labels = scan.readable.labels
+        if is_one_to_one(labels, len(scan.readable_sat)):  # CVUSA: SAFA's r@1, r@5, r@10, r@1% as well
+            ranks = search(scan.readable_grd, scan.readable_sat, labels[:, :1]).ranks[:, 0]
+            recalls = one_to_one_recalls(ranks, len(scan.readable_sat))
+            record.update({name: recalls[name] for name in ONE_TO_ONE})
         if any(scan.skips.values()):
             record.update(scan.skips)
             self.log(f"{self.stage.name} epoch {epoch} validation: unreadable images left out {scan.skips}")
@@ -469,6 +475,8 @@ def _epoch_line(record, meters):
     losses = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k in meters)
     if "top1" not in record:
         return losses
+    if ONE_TO_ONE[0] in record:
+        return f"{losses} | " + "  ".join(f"{name} {100 * record[name]:.1f}%" for name in ONE_TO_ONE)
     return (f"{losses} | top1 {100 * record['top1']:.1f}%  top5 {100 * record['top5']:.1f}%  "
             f"top1% {100 * record['top1_percent']:.1f}%  hit {100 * record['hit_rate']:.1f}%")
 
