@@ -111,4 +111,4 @@ def test_unknown_published_setting_is_refused_in_one_line():
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert lines == ["error: no published numbers for setting 'nowhere'; known settings: "
-                     "vigor_cross_area, vigor_same_area"]
+                     "cvact, cvusa, vigor_cross_area, vigor_same_area"]
