@@ -12,7 +12,9 @@ transform) to the panorama's size; none: the aerial resized to a square of about
 runs/<experiment>_<arm>_seed<N>/ (re-running continues where it stopped, and a finished run is
 read back). The recalls are the trainer's validation at the last epoch on val-19zl.csv
 (utils.evaluation.summaries.one_to_one_recalls). Chance: r@K of a random ranking, K / gallery.
-Writes cvusa.json and cvusa.md to --out; not a test.
+Writes cvusa.json and cvusa.md to --out; not a test. Prints wall and CPU seconds (CPU: every thread of
+the process, the better measure on a shared machine; on 2 quiet cores the wall time lies between
+half of it and all of it).
 """
 import os
 import sys
@@ -46,13 +48,13 @@ def run_arm(args, arm, seed):
     cfg = load_config(args.config, list(args.overrides) + ARMS[arm] + [
         f"seed={seed}", f"experiment={args.experiment}_{arm}_seed{seed}"])
     print(f"== {arm}, seed {seed}", flush=True)
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     records = run_stage(train_first_E_1.SAFA, cfg, resume=True, show_progress=args.progress)
     last = records[-1] if records else {}
     if ONE_TO_ONE[0] not in last:
         raise DataError(f"{cfg.experiment}: the last epoch has no validation (r@1); delete its last epoch "
                         f"folder and run the bench again")
-    return {name: 100.0 * last[name] for name in ONE_TO_ONE}, time.time() - started
+    return {name: 100.0 * last[name] for name in ONE_TO_ONE}, (time.time() - started, time.process_time() - cpu)
 
 
 def chance(cfg):
@@ -109,7 +111,7 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--progress", action="store_true", help="show each run's tqdm bars")
     args = parser.parse_args(argv)
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     os.makedirs(args.out, exist_ok=True)
     chance_row, gallery = chance(load_config(args.config, list(args.overrides)))
     per_seed, seconds = [], {}
@@ -125,8 +127,9 @@ def main(argv=None):
     with open(os.path.join(args.out, "cvusa.md"), "w") as f:
         f.write(text)
     print(text)
-    print(f"{time.time() - started:.0f} s for {len(args.seeds)} seed(s) x {len(ARMS)} arms "
-          f"(runs: {', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
+    print(f"{time.time() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU (all threads) for "
+          f"{len(args.seeds)} seed(s) x {len(ARMS)} arms; runs (wall / CPU): "
+          + ", ".join(f"{k} {wall:.0f} / {used:.0f} s" for k, (wall, used) in seconds.items()))
     return 0
 
 
