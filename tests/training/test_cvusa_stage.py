@@ -87,7 +87,7 @@ def test_evaluate_py_reports_safas_recalls_and_no_metres(trained, tmp_path):
     assert recalls["r@1"] == pytest.approx(metrics[0]["r@1"]) and recalls["r@5"] == pytest.approx(metrics[0]["r@5"])
     assert "localization" not in results and results["curves"] == {}
     text = (out / "results.md").read_text()
-    assert "| r@1 | r@5 | r@10 | r@1% |" in text and "no GPS" in text
+    assert "| r@1 | r@5 | r@10 | r@1% |" in text and "no GPS" in text and "nan" not in text
     assert "| - | - |" in compare.comparison_table(compare.read_results([str(out / "results.json")]))
 
 

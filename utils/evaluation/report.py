@@ -225,8 +225,8 @@ def markdown_report(results: dict) -> str:
     r = results["retrieval"]
     lines = [f"# {results['name'] or 'Evaluation'}", "",
              f"{results['dataset']}: {results['num_queries']} panoramas, "
-             f"{results['num_references']} tiles, descriptors of {results['descriptor_dim']}; "
-             f"resolution {results['meters_per_pixel']} m/px.", ""]
+             f"{results['num_references']} tiles, descriptors of {results['descriptor_dim']}"
+             + ("." if "localization" not in results else f"; resolution {results['meters_per_pixel']} m/px."), ""]
     if "unreadable" in results:
         u = results["unreadable"]
         lines += [f"Unreadable images left out (data.on_bad_sample=skip): {u['unreadable_tiles']} tiles, "
