@@ -15,7 +15,7 @@ from tests.data.test_cvusa import write_tree
 from utils.config import load_config
 from utils.data import cvusa
 from utils.data.splits import load_splits
-from utils.errors import ConfigError
+from utils.errors import ConfigError, DataError
 from utils.evaluation.summaries import is_one_to_one
 from utils.training.stage import stage_dir
 from utils.training.trainer import run_stage
@@ -43,6 +43,9 @@ def test_cvusa_tree_through_the_config(tmp_path):
     assert not is_one_to_one(np.zeros((2, 4), int), 2)                     # both queries on aerial 0
     with pytest.raises(ConfigError, match="data.dataset"):
         load_config("configs/cvusa.yaml", ["data.dataset=cvusaa"])
+    os.remove(os.path.join(tree, "bingmap", "19", "0000004.jpg"))         # val-19zl.csv's second pair
+    with pytest.raises(DataError, match=r"val-19zl.csv, line 2: .*bingmap/19/0000004.jpg is missing"):
+        load_splits(cfg)
 
 
 def test_synthetic_cvusa_is_generated_once_and_again_on_new_parameters(tmp_path):
