@@ -65,11 +65,21 @@ def ridge_weights(x, y, alpha):
     return vt.T @ ((s / (s * s + alpha))[:, None] * (u.T @ y))
 
 
-def _cv_errors(x, y, alphas, folds, seed):
-    """Mean squared validation error of each alpha over `folds` random folds of the rows."""
-    order = np.random.default_rng(seed).permutation(len(x))
+def _folds(n, folds, seed, groups=None):
+    """Held-out rows of each fold: random rows, or whole groups when groups are given (rows
+    demeaned within a group sum to zero, so held-out rows of a group seen in training would leak)."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return np.array_split(rng.permutation(n), folds)
+    names, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    return [np.flatnonzero(np.isin(inverse, part)) for part in np.array_split(rng.permutation(len(names)), folds)]
+
+
+def _cv_errors(x, y, alphas, folds, seed, groups=None):
+    """Mean squared validation error of each alpha over `folds` folds (see _folds)."""
+    order = np.arange(len(x))
     errors = np.zeros(len(alphas))
-    for held in np.array_split(order, folds):
+    for held in _folds(len(x), folds, seed, groups):
         kept = np.setdiff1d(order, held)
         scaler = Standardiser.fit(x[kept])
         a, b = scaler(x[kept]), scaler(x[held])
@@ -93,15 +103,15 @@ class RidgeProbe:
         return self.scaler(np.asarray(x, np.float64)) @ self.weights + self.intercept
 
 
-def fit_probe(x, y, alpha_grid=ALPHA_GRID, folds=FOLDS, seed=0):
+def fit_probe(x, y, alpha_grid=ALPHA_GRID, folds=FOLDS, seed=0, groups=None):
     """Ridge probe x (N, D) -> y (N, k); alpha = grid x mean(s^2) of the standardised x, the one
-    with the smallest K-fold cross-validated error on (x, y)."""
+    with the smallest K-fold cross-validated error on (x, y) (folds of whole groups when given)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     scaler = Standardiser.fit(x)
     a = scaler(x)
     s = np.linalg.svd(a, compute_uv=False)
     alphas = np.asarray(alpha_grid) * max(float(np.mean(s * s)), 1e-12)
-    alpha = float(alphas[int(np.argmin(_cv_errors(x, y, alphas, folds, seed)))])
+    alpha = float(alphas[int(np.argmin(_cv_errors(x, y, alphas, folds, seed, groups)))])
     centre = y.mean(0)
     return RidgeProbe(scaler, ridge_weights(a, y - centre, alpha), centre, alpha)
 
@@ -129,17 +139,19 @@ def probe(train_x, train_y, test_x, test_y, train_tiles=None, test_tiles=None, w
     tiles (std below 1e-5 of the column's raw scale: a satellite feature, up to float noise)."""
     train_x, test_x = np.asarray(train_x, np.float64), np.asarray(test_x, np.float64)
     train_y, test_y = np.asarray(train_y, np.float64), np.asarray(test_y, np.float64)
+    groups = None
     if within_tile:
         if train_tiles is None or test_tiles is None:
             raise ValueError("a within-tile probe needs the positive tile of every panorama of both splits")
         raw_scale = train_x.std(0) + np.abs(train_x.mean(0))
-        train_x, train_y, _ = _within(train_x, train_y, train_tiles)
+        train_x, train_y, shared = _within(train_x, train_y, train_tiles)
+        groups = np.asarray(train_tiles)[shared]
         test_x, test_y, _ = _within(test_x, test_y, test_tiles)
         varies = train_x.std(0) > 1e-5 * raw_scale
         train_x, test_x = train_x[:, varies], test_x[:, varies]
     if train_x.shape[1] == 0:
         return ProbeResult((0.0,) * test_y.shape[1], 0.0, float("nan"), 0)
-    fitted = fit_probe(train_x, train_y, seed=seed)
+    fitted = fit_probe(train_x, train_y, seed=seed, groups=groups)
     predicted = fitted.predict(test_x)
     sst = float(np.sum((test_y - test_y.mean(0)) ** 2))
     r2 = 1.0 - float(np.sum((predicted - test_y) ** 2)) / sst if sst > 0 else 0.0
