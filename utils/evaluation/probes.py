@@ -59,9 +59,19 @@ class Standardiser:
         return (x - self.mean) * self.scale
 
 
+def thin_svd(x):
+    """numpy's SVD (LAPACK gesdd), or gesvd where gesdd does not converge (it fails on some
+    ill-conditioned matrices of activations)."""
+    try:
+        return np.linalg.svd(x, full_matrices=False)
+    except np.linalg.LinAlgError:
+        from scipy.linalg import svd
+        return svd(x, full_matrices=False, lapack_driver="gesvd")
+
+
 def ridge_weights(x, y, alpha):
     """argmin_w |x w - y|^2 + alpha |w|^2 (no intercept), through the SVD of x."""
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    u, s, vt = thin_svd(x)
     return vt.T @ ((s / (s * s + alpha))[:, None] * (u.T @ y))
 
 
@@ -84,7 +94,7 @@ def _cv_errors(x, y, alphas, folds, seed, groups=None):
         scaler = Standardiser.fit(x[kept])
         a, b = scaler(x[kept]), scaler(x[held])
         centre = y[kept].mean(0)
-        u, s, vt = np.linalg.svd(a, full_matrices=False)
+        u, s, vt = thin_svd(a)
         uy, bv = u.T @ (y[kept] - centre), b @ vt.T
         for k, alpha in enumerate(alphas):
             predicted = bv @ ((s / (s * s + alpha))[:, None] * uy) + centre
@@ -107,9 +117,11 @@ def fit_probe(x, y, alpha_grid=ALPHA_GRID, folds=FOLDS, seed=0, groups=None):
     """Ridge probe x (N, D) -> y (N, k); alpha = grid x mean(s^2) of the standardised x, the one
     with the smallest K-fold cross-validated error on (x, y) (folds of whole groups when given)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"probe features hold {int(np.sum(~np.isfinite(x)))} non-finite values")
     scaler = Standardiser.fit(x)
     a = scaler(x)
-    s = np.linalg.svd(a, compute_uv=False)
+    s = thin_svd(a)[1]
     alphas = np.asarray(alpha_grid) * max(float(np.mean(s * s)), 1e-12)
     alpha = float(alphas[int(np.argmin(_cv_errors(x, y, alphas, folds, seed, groups)))])
     centre = y.mean(0)
