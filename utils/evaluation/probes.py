@@ -59,20 +59,9 @@ class Standardiser:
         return (x - self.mean) * self.scale
 
 
-def thin_svd(x):
-    """numpy's SVD (LAPACK gesdd), or gesvd where gesdd does not converge (it fails on some
-    ill-conditioned matrices of activations)."""
-    try:
-        return np.linalg.svd(x, full_matrices=False)
-    except np.linalg.LinAlgError:
-        from scipy.linalg import svd
-        return svd(x, full_matrices=False, lapack_driver="gesvd")
-
-
 def ridge_weights(x, y, alpha):
-    """argmin_w |x w - y|^2 + alpha |w|^2 (no intercept), through the SVD of x."""
-    u, s, vt = thin_svd(x)
-    return vt.T @ ((s / (s * s + alpha))[:, None] * (u.T @ y))
+    """argmin_w |x w - y|^2 + alpha |w|^2 (no intercept), in its dual form x^T (x x^T + alpha I)^-1 y."""
+    return x.T @ np.linalg.solve(x @ x.T + alpha * np.eye(len(x)), y)
 
 
 def _folds(n, folds, seed, groups=None):
@@ -85,21 +74,21 @@ def _folds(n, folds, seed, groups=None):
     return [np.flatnonzero(np.isin(inverse, part)) for part in np.array_split(rng.permutation(len(names)), folds)]
 
 
-def _cv_errors(x, y, alphas, folds, seed, groups=None):
-    """Mean squared validation error of each alpha over `folds` folds (see _folds)."""
-    order = np.arange(len(x))
+def _cv_errors(gram, y, alphas, folds, seed, groups=None):
+    """Mean squared validation error of each alpha over `folds` folds (see _folds), from the Gram
+    matrix of the standardised features (dual ridge: a fold costs an eigendecomposition of its
+    rows' Gram block, whatever the number of features)."""
+    order = np.arange(len(y))
     errors = np.zeros(len(alphas))
-    for held in _folds(len(x), folds, seed, groups):
+    for held in _folds(len(y), folds, seed, groups):
         kept = np.setdiff1d(order, held)
-        scaler = Standardiser.fit(x[kept])
-        a, b = scaler(x[kept]), scaler(x[held])
+        values, vectors = np.linalg.eigh(gram[np.ix_(kept, kept)])
         centre = y[kept].mean(0)
-        u, s, vt = thin_svd(a)
-        uy, bv = u.T @ (y[kept] - centre), b @ vt.T
+        projected, cross = vectors.T @ (y[kept] - centre), gram[np.ix_(held, kept)] @ vectors
         for k, alpha in enumerate(alphas):
-            predicted = bv @ ((s / (s * s + alpha))[:, None] * uy) + centre
+            predicted = cross @ (projected / (np.maximum(values, 0.0) + alpha)[:, None]) + centre
             errors[k] += np.sum((predicted - y[held]) ** 2)
-    return errors / len(x)
+    return errors / len(y)
 
 
 @dataclass
@@ -114,18 +103,20 @@ class RidgeProbe:
 
 
 def fit_probe(x, y, alpha_grid=ALPHA_GRID, folds=FOLDS, seed=0, groups=None):
-    """Ridge probe x (N, D) -> y (N, k); alpha = grid x mean(s^2) of the standardised x, the one
-    with the smallest K-fold cross-validated error on (x, y) (folds of whole groups when given)."""
+    """Ridge probe x (N, D) -> y (N, k) on standardised x; alpha = grid x mean(s^2) of the
+    standardised x, the one with the smallest K-fold cross-validated error on (x, y) (folds of
+    whole groups when given; the features are standardised once, on all of x)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError(f"probe features hold {int(np.sum(~np.isfinite(x)))} non-finite values")
     scaler = Standardiser.fit(x)
     a = scaler(x)
-    s = thin_svd(a)[1]
-    alphas = np.asarray(alpha_grid) * max(float(np.mean(s * s)), 1e-12)
-    alpha = float(alphas[int(np.argmin(_cv_errors(x, y, alphas, folds, seed, groups)))])
+    gram = a @ a.T
+    alphas = np.asarray(alpha_grid) * max(float(np.trace(gram)) / min(a.shape), 1e-12)
+    alpha = float(alphas[int(np.argmin(_cv_errors(gram, y, alphas, folds, seed, groups)))])
     centre = y.mean(0)
-    return RidgeProbe(scaler, ridge_weights(a, y - centre, alpha), centre, alpha)
+    dual = np.linalg.solve(gram + alpha * np.eye(len(a)), y - centre)
+    return RidgeProbe(scaler, a.T @ dual, centre, alpha)
 
 
 def correlation(a, b):
