@@ -188,6 +188,11 @@ def main(argv=None):
           f"true offset {correlation(test_pred[:, 0], y[:, 0]):.3f} / {correlation(test_pred[:, 1], y[:, 1]):.3f} "
           f"raw, {correlation(centred_p[:, 0], centred_y[:, 0]):.3f} / {correlation(centred_p[:, 1], centred_y[:, 1]):.3f} "
           f"within tiles (rows / columns)")
+    within = [correlation(centred_p[:, k], centred_y[:, k]) for k in (0, 1)]
+    print("\n| goal | measured | goal | met |\n|---|---|---|---|")
+    for axis, value in zip(("rows", "columns"), within):
+        print(f"| within-tile correlation of the predicted with the true point, {axis} | {value:.3f} | >= 0.5 | "
+              f"{'yes' if value >= 0.5 else 'no'} |")
     print("\n| decoder concatenation | side x channels (bottleneck path + skips) | mean abs: bottleneck path | "
           "skip(s) | contribution to the next conv: path | skip(s) | path share |")
     print("|---|---|---|---|---|---|---|")
