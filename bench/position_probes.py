@@ -189,7 +189,7 @@ def main(argv=None):
           f"raw, {correlation(centred_p[:, 0], centred_y[:, 0]):.3f} / {correlation(centred_p[:, 1], centred_y[:, 1]):.3f} "
           f"within tiles (rows / columns)")
     within = [correlation(centred_p[:, k], centred_y[:, k]) for k in (0, 1)]
-    print("\n| goal | measured | goal | met |\n|---|---|---|---|")
+    print("\n| what | measured | goal | met |\n|---|---|---|---|")
     for axis, value in zip(("rows", "columns"), within):
         print(f"| within-tile correlation of the predicted with the true point, {axis} | {value:.3f} | >= 0.5 | "
               f"{'yes' if value >= 0.5 else 'no'} |")
