@@ -23,6 +23,13 @@ DECODER_LAYERS = (
 )
 OUTPUT_LAYER = "conv7_2"
 MIN_CHANNELS = 4
+# How the bottleneck (the panorama's only way into the decoder) reaches the later scales. "none" is
+# SAMP's: only through the upsampled 1x1 map. The others are OFF-by-default variants
+# (docs/PROBES.md): "broadcast" concatenates the bottleneck, tiled, beside every satellite skip (as
+# CCVPE feeds its descriptor at every scale); "match" concatenates, beside every skip, the cosine
+# similarity of each skip position with a projection of the bottleneck onto that skip's channels
+# (one channel per scale: where the tile looks like what the panorama describes).
+QUERY_MODES = ("none", "broadcast", "match")
 
 
 def first_upsampling_stride(x, sat32):
@@ -55,8 +62,11 @@ class decoder:
     later stages use width/2 ... width/512, at least 4 channels (as at the paper's width). Returns (B, 2S, 2S, 1) logits.
     """
 
-    def __init__(self, width=2048):
+    def __init__(self, width=2048, query="none"):
+        if query not in QUERY_MODES:
+            raise ValueError(f"decoder query mode must be one of {QUERY_MODES}, not {query!r}")
         self.width = int(width)
+        self.query = query
 
     def channels(self, divisor):
         # 4 is the narrowest layer at the paper's width (conv7_1); narrower layers at small
@@ -72,7 +82,7 @@ class decoder:
             net = x
             for layer_name, kind, divisor, skip in DECODER_LAYERS:
                 if skip is not None:
-                    net = tf.concat([net, skips[skip]], axis=3)
+                    net = tf.concat([net, skips[skip]] + self._query_maps(x, skips[skip], skip, trainable), axis=3)
                 out_channels = self.channels(divisor)
                 if kind == "conv":
                     net = layers.conv2d(net, out_channels, layer_name, init(), init(),
@@ -83,3 +93,16 @@ class decoder:
                                                   init(), trainable=trainable)
             return layers.conv2d(net, 1, OUTPUT_LAYER, init(), live_output_bias(init()),
                                  activation=None, trainable=trainable)
+
+    def _query_maps(self, x, skip_map, skip_name, trainable):
+        """The maps the query mode adds beside a skip ([] for SAMP's decoder); x is the (B, 1, 1, D) bottleneck."""
+        if self.query == "none":
+            return []
+        if self.query == "broadcast":
+            return [tf.tile(x, [1, layers.static_dim(skip_map, 1, f"decoder skip {skip_name}"),
+                                layers.static_dim(skip_map, 2, f"decoder skip {skip_name}"), 1])]
+        channels = layers.static_dim(skip_map, 3, f"decoder skip {skip_name}")
+        projected = layers.conv2d(x, channels, f"match_{skip_name}", layers.glorot_normal(),
+                                  layers.constant(0.0), activation=None, trainable=trainable, kernel_size=1)
+        return [tf.reduce_sum(tf.nn.l2_normalize(skip_map, axis=3) * tf.nn.l2_normalize(projected, axis=3),
+                              axis=3, keepdims=True)]

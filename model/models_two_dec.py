@@ -25,17 +25,17 @@ def _bottleneck_and_cholesky(sat_descriptor, grd_descriptor, suffix, fc_dim, out
                                     initial_sigma_px=initial_sigma_px)
 
 
-def _heatmap(bottleneck, sat_maps, trainable, name, width):
+def _heatmap(bottleneck, sat_maps, trainable, name, width, query="none"):
     bottleneck_map = tf.reshape(bottleneck, [-1, 1, 1, layers.static_dim(bottleneck, -1,
                                                                            "bottleneck")])
-    logits = decoder(width).decode(bottleneck_map, trainable, name, *sat_maps)
+    logits = decoder(width, query).decode(bottleneck_map, trainable, name, *sat_maps)
     return tf.nn.relu(logits)
 
 
 def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=2048,
                original=False, fc_dim=4096, cholesky_hidden=512, decoder_width=2048, initial_sigma_px=None,
-               vgg_path=None, vgg_width=1.0, vgg_seed=0):
-    """SAMP's two-decoder SAFA_delta.
+               vgg_path=None, vgg_width=1.0, vgg_seed=0, decoder_query="none"):
+    """SAMP's two-decoder SAFA_delta (decoder_query: model/decoder.py's QUERY_MODES; "none" is SAMP's).
 
     Returns (model/end_points.py's Samp) (sat_global, sat_global_semi, grd_global, sat_local, grd_local, heatmap,
     heatmap_semi, L, L_semi); with original=True (sat_global, sat_global_semi, grd_global,
@@ -62,9 +62,9 @@ def SAFA_delta(x_sat, x_sat_semi, x_grd, dimension=8, trainable=True, out_dim=20
                                                            fc_dim, out_dim, cholesky_hidden, 1, initial_sigma_px)
     with tf.variable_scope("decoder_semi"):
         heatmap_semi = _heatmap(bottleneck_semi, semi_maps, trainable, "decode_semi",
-                                decoder_width)
+                                decoder_width, decoder_query)
     with tf.variable_scope("decoder"):
-        heatmap = _heatmap(bottleneck, pos_maps, trainable, "decode", decoder_width)
+        heatmap = _heatmap(bottleneck, pos_maps, trainable, "decode", decoder_width, decoder_query)
 
     if original:
         return end_points.SampOriginal(l2_normalized(sat_global), l2_normalized(semi_global), l2_normalized(grd_global),

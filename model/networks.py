@@ -53,7 +53,8 @@ def samp(inputs, cfg):
     end_points = models_two_dec.SAFA_delta(inputs.sat, inputs.sat_semi, inputs.grd, dimension=m.dimension,
                                            out_dim=m.out_dim, fc_dim=m.fc_dim,
                                            cholesky_hidden=m.cholesky_hidden, decoder_width=m.decoder_width,
-                                           initial_sigma_px=m.cholesky_initial_sigma_px, **_vgg(cfg))
+                                           initial_sigma_px=m.cholesky_initial_sigma_px,
+                                           decoder_query=m.decoder_query, **_vgg(cfg))
     return pick(end_points, "sat_global", "sat_global_semi", "grd_global", "heatmap", "heatmap_semi", "L", "L_semi")
 
 
