@@ -6,10 +6,12 @@ from utils.data.cache_config import open_cache
 from utils.data.check import warn_on_labels
 from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader
+from utils.data.sar_raster import check_db_range
 from utils.data.university1652 import load_university1652
 from utils.data.university1652_splits import split_indexes
 
 UNIVERSITY1652 = ("university1652", "synthetic_university1652")
+SPACENET6 = ("spacenet6", "synthetic_spacenet6")     # SAR queries against optical tiles
 
 
 def ensure_dataset(cfg):
@@ -25,9 +27,15 @@ def ensure_dataset(cfg):
         from utils.data.synthetic_university1652 import generate
         s = cfg.data.synthetic_university1652
         generate(root, seed=s.seed, places=s.places, views=s.views, size=s.size)
-    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652:
+    elif cfg.data.dataset == "synthetic_spacenet6" and not os.path.isdir(os.path.join(root, cfg.data.spacenet6.aoi)):
+        from utils.data.synthetic_spacenet6 import generate
+        s = cfg.data.synthetic_spacenet6
+        generate(root, seed=s.seed, tiles_per_side=s.tiles_per_side, tile_px=s.tile_px,
+                 meters_per_pixel=s.meters_per_pixel, incidence_deg=s.incidence_deg, looks=s.looks,
+                 sensor_side=s.sensor_side)
+    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + SPACENET6:
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact, synthetic, "
-                         f"university1652 or synthetic_university1652")
+                         f"university1652, synthetic_university1652, spacenet6 or synthetic_spacenet6")
     return root
 
 
@@ -44,6 +52,11 @@ def load_splits(cfg, check_labels=True):
     (utils/data/check.py; reads no image)."""
     if cfg.data.dataset in UNIVERSITY1652:
         return split_indexes(load_university1652_tree(cfg), cfg.data.query_view)
+    if cfg.data.dataset in SPACENET6:
+        from utils.data.spacenet6 import load_spacenet6
+        from utils.data.spacenet6_splits import split_by_area
+        aoi = os.path.join(ensure_dataset(cfg), cfg.data.spacenet6.aoi)
+        return split_by_area(load_spacenet6(aoi), cfg.data.spacenet6.test_fraction)
     root = ensure_dataset(cfg)
     d = cfg.data
     train, test = load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,
@@ -57,5 +70,8 @@ def load_splits(cfg, check_labels=True):
 def build_loader(cfg, splits=()):
     """The ImageLoader of the config, reading the resized image cache when data.use_cache allows
     (utils/data/cache_config.py); splits: the SplitIndexes it will load, which the cache must hold."""
+    if cfg.data.dataset in SPACENET6:     # GeoTIFFs read by rasterio, not held by the resized cache
+        return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size), polar=cfg.data.polar,
+                           sat_cache_mb=cfg.data.sat_cache_mb, sar_db_range=check_db_range(cfg.data.spacenet6.db_range))
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
                        polar=cfg.data.polar, sat_cache_mb=cfg.data.sat_cache_mb, resized=open_cache(cfg, splits))
