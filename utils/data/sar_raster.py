@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from utils.data import spacenet6 as sn6
-from utils.errors import DataError
+from utils.errors import ConfigError, DataError
 
 SAR_KIND = "SAR tile"
 
@@ -77,12 +77,12 @@ def read_optical_tile(path, where=None):
 
 
 def check_db_range(db_range, where="data.spacenet6.db_range"):
-    """(low, high) as floats, low < high, inside [DB_LOW, DB_HIGH]; ValueError otherwise."""
+    """(low, high) as floats, low < high, inside [DB_LOW, DB_HIGH]; ConfigError otherwise."""
     try:
         low, high = (float(v) for v in db_range)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must be two numbers [low, high] in dB, not {db_range!r}") from None
+        raise ConfigError(f"{where} must be two numbers [low, high] in dB, not {db_range!r}") from None
     if not sn6.DB_LOW <= low < high <= sn6.DB_HIGH:
-        raise ValueError(f"{where} must be [low, high] with {sn6.DB_LOW:g} <= low < high <= {sn6.DB_HIGH:g} dB, "
+        raise ConfigError(f"{where} must be [low, high] with {sn6.DB_LOW:g} <= low < high <= {sn6.DB_HIGH:g} dB, "
                          f"not {db_range!r}")
     return low, high

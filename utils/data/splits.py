@@ -27,10 +27,10 @@ def ensure_dataset(cfg):
         from utils.data.synthetic_university1652 import generate
         s = cfg.data.synthetic_university1652
         generate(root, seed=s.seed, places=s.places, views=s.views, size=s.size)
-    elif cfg.data.dataset == "synthetic_spacenet6" and not os.path.isdir(os.path.join(root, cfg.data.spacenet6.aoi)):
-        from utils.data.synthetic_spacenet6 import generate
+    elif cfg.data.dataset == "synthetic_spacenet6":
+        from utils.data.synthetic_spacenet6 import ensure_generated
         s = cfg.data.synthetic_spacenet6
-        generate(root, seed=s.seed, tiles_per_side=s.tiles_per_side, tile_px=s.tile_px,
+        ensure_generated(root, seed=s.seed, tiles_per_side=s.tiles_per_side, tile_px=s.tile_px,
                  meters_per_pixel=s.meters_per_pixel, incidence_deg=s.incidence_deg, looks=s.looks,
                  sensor_side=s.sensor_side)
     elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + SPACENET6:
