@@ -1,6 +1,7 @@
 """SAR against optical, and adversarial modality alignment (DANN), at the demo's size over seeds.
 
     nice -n 10 python bench/sar.py                       # both tasks, seeds 0 1 2, DANN weight 0 and 1
+    nice -n 10 python bench/sar.py --task sar & nice -n 10 python bench/sar.py --task street   # the same, 2 processes
     python bench/sar.py --task sar --seeds 0 --set stages.SAFA.epochs=6
 
 Tasks (each trained with the project's trainer, SAFA without mining, `train_first_E_1.py --part safa`):
@@ -123,6 +124,13 @@ def tables(summary, weight):
     return "\n".join(lines) + "\n"
 
 
+def _recorded(runs_file):
+    if not os.path.exists(runs_file):
+        return {}
+    with open(runs_file) as f:
+        return json.load(f)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("sar", "street", "all"), default="all")
@@ -137,7 +145,7 @@ def main(argv=None):
     out = resolve_path(args.out)
     os.makedirs(out, exist_ok=True)
     runs_file = os.path.join(out, "sar_runs.json")
-    rows = json.load(open(runs_file)) if os.path.exists(runs_file) else {}
+    rows = _recorded(runs_file)
     start = time.time()
     for task in tasks:
         for seed in args.seeds:
@@ -146,10 +154,12 @@ def main(argv=None):
                 if name in rows:
                     continue
                 print(f"== {name}", flush=True)
-                rows[name] = train_and_evaluate(task, weight, seed, args.overrides)
-                with open(runs_file + ".tmp", "w") as f:
+                row = train_and_evaluate(task, weight, seed, args.overrides)
+                rows = _recorded(runs_file)        # another --task may have added runs meanwhile
+                rows[name] = row
+                with open(runs_file + f".{os.getpid()}.tmp", "w") as f:
                     json.dump(rows, f, indent=1)
-                os.replace(runs_file + ".tmp", runs_file)
+                os.replace(runs_file + f".{os.getpid()}.tmp", runs_file)
     summary = summarise(rows, tasks, weights, args.seeds)
     table = tables(summary, args.weight)
     print(f"\nSAR against optical, and DANN, {(time.time() - start) / 60:.1f} min this call\n\n{table}")
