@@ -87,8 +87,12 @@ def test_the_domain_loss_reaches_the_descriptors_reversed_and_the_discriminator_
         assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before))
 
 
-def test_the_constant_schedule_reverses_at_full_strength_from_the_first_step():
-    parts = _build(WEIGHT, schedule="constant")
-    with tf.Session(graph=parts.graph, config=SESSION_CONFIG) as sess:
-        sess.run(parts.init_op)
-        assert sess.run(parts.losses["domain_strength"]) == 1.0
+def test_the_schedules_strength_over_the_run(graph):
+    step = tf.placeholder(tf.int64, [])
+    dann = adversarial.dann_strength(step, TOTAL_STEPS, "dann")
+    constant = adversarial.dann_strength(step, TOTAL_STEPS, "constant")
+    with tf.Session() as sess:
+        values = [sess.run([dann, constant], {step: s}) for s in (0, 2, TOTAL_STEPS, 3 * TOTAL_STEPS)]
+    expected = [2.0 / (1.0 + math.exp(-10.0 * min(s / TOTAL_STEPS, 1.0))) - 1.0 for s in (0, 2, TOTAL_STEPS, 30)]
+    np.testing.assert_allclose([v[0] for v in values], expected, rtol=1e-5, atol=1e-7)
+    assert values[0][0] == 0.0 and [v[1] for v in values] == [1.0] * 4
