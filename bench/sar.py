@@ -1,13 +1,14 @@
 """SAR against optical, and adversarial modality alignment (DANN), at the demo's size over seeds.
 
     nice -n 10 python bench/sar.py                       # both tasks, seeds 0 1 2, DANN weight 0 and 1
+    nice -n 10 python bench/sar.py --task street --weight 1 0.1   # and a second DANN weight
     nice -n 10 python bench/sar.py --task sar & nice -n 10 python bench/sar.py --task street   # the same, 2 processes
     python bench/sar.py --task sar --seeds 0 --set stages.SAFA.epochs=6
 
 Tasks (each trained with the project's trainer, SAFA without mining, `train_first_E_1.py --part safa`):
   sar     SAR tiles -> optical tiles on the synthetic SpaceNet 6 (configs/demo_spacenet6.yaml)
   street  street panoramas -> satellite tiles on the demo city (configs/demo.yaml)
-each with adversarial.weight 0 (off) and --weight (DANN on), for every seed (`seed`: the network's
+each with adversarial.weight 0 (off) and each --weight (DANN on), for every seed (`seed`: the network's
 initialisation and the batches; the data set is the same). Evaluated on the test split with the
 project's metrics (R@1, R@5, R@10, R@1 %: utils/evaluation/summaries.one_to_one_recalls on the
 descriptors the trainer's last validation wrote). Every finished run is recorded in
@@ -97,7 +98,7 @@ def summarise(rows, tasks, weights, seeds):
     return out
 
 
-def tables(summary, weight):
+def tables(summary, dann_weights):
     head = ["task", "adversarial.weight", "seeds", "R@1", "R@5", "R@10", "R@1%", "chance R@1", "R@1 per seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for task, cells in summary.items():
@@ -113,7 +114,8 @@ def tables(summary, weight):
         lines.append(f"| SAR -> optical R@1 >= {CHANCE_FACTOR:g} x chance (DANN off) | {r1:.2f} "
                      f"({r1 / chance:.1f} x chance) | >= {CHANCE_FACTOR * chance:.2f} | "
                      f"{'yes' if r1 >= CHANCE_FACTOR * chance else 'no'} |")
-    for task, cells in summary.items():
+    for task, weight in ((t, w) for t in summary for w in dann_weights):
+        cells = summary[task]
         if 0.0 in cells and weight in cells:
             (off, off_std), (on, on_std) = cells[0.0]["r@1"], cells[weight]["r@1"]
             spread = max(off_std, on_std)
@@ -135,13 +137,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("sar", "street", "all"), default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--weight", type=float, default=1.0, help="adversarial.weight of the DANN runs")
+    parser.add_argument("--weight", type=float, nargs="+", default=[1.0],
+                        help="adversarial.weight of the DANN runs (several: one set of runs each)")
     parser.add_argument("--out", default="docs/sar", help="folder of sar_runs.json, sar.json, sar.md")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every run, e.g. --set stages.SAFA.epochs=6")
     args = parser.parse_args(argv)
     tasks = ("sar", "street") if args.task == "all" else (args.task,)
-    weights = (0.0, args.weight)
+    weights = (0.0, *args.weight)
     out = resolve_path(args.out)
     os.makedirs(out, exist_ok=True)
     runs_file = os.path.join(out, "sar_runs.json")
