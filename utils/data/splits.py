@@ -9,6 +9,7 @@ from utils.data.prefetch import ImageLoader
 from utils.data.sar_raster import check_db_range
 from utils.data.university1652 import load_university1652
 from utils.data.university1652_splits import split_indexes
+from utils.errors import ConfigError
 
 UNIVERSITY1652 = ("university1652", "synthetic_university1652")
 SPACENET6 = ("spacenet6", "synthetic_spacenet6")     # SAR queries against optical tiles
@@ -31,8 +32,8 @@ def ensure_dataset(cfg):
         from utils.data.synthetic_spacenet6 import ensure_generated
         s = cfg.data.synthetic_spacenet6
         ensure_generated(root, seed=s.seed, tiles_per_side=s.tiles_per_side, tile_px=s.tile_px,
-                 meters_per_pixel=s.meters_per_pixel, incidence_deg=s.incidence_deg, looks=s.looks,
-                 sensor_side=s.sensor_side)
+                         meters_per_pixel=s.meters_per_pixel, incidence_deg=s.incidence_deg, looks=s.looks,
+                         sensor_side=s.sensor_side)
     elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + SPACENET6:
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact, synthetic, "
                          f"university1652, synthetic_university1652, spacenet6 or synthetic_spacenet6")
@@ -71,6 +72,9 @@ def build_loader(cfg, splits=()):
     """The ImageLoader of the config, reading the resized image cache when data.use_cache allows
     (utils/data/cache_config.py); splits: the SplitIndexes it will load, which the cache must hold."""
     if cfg.data.dataset in SPACENET6:     # GeoTIFFs read by rasterio, not held by the resized cache
+        if cfg.data.use_cache == "require":
+            raise ConfigError("data.use_cache is require, but the resized image cache does not hold SpaceNet 6's "
+                              "GeoTIFFs (they are read as they are): set data.use_cache to auto or never")
         return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size), polar=cfg.data.polar,
                            sat_cache_mb=cfg.data.sat_cache_mb, sar_db_range=check_db_range(cfg.data.spacenet6.db_range))
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),

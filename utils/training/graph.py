@@ -62,8 +62,8 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, saver
         tf.set_random_seed(cfg.seed)
         global_step = tf.Variable(0, trainable=False)  # 'Variable:0', as in the original graphs
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size, stage.with_semi)
-        replicas = dist.replicate(lambda: _replica_step(stage, cfg, dist, inputs, global_step, learning_rate,
-                                                           total_steps))
+        replicas = dist.replicate(
+            lambda: _replica_step(stage, cfg, dist, inputs, global_step, learning_rate, total_steps))
         net, terms, auxiliary, rate, grads = dist.first_replica(
             [(r[0], r[1].terms, r[1].auxiliary, r[2], [g for g, _ in r[3]]) for r in replicas])
         grads_and_vars = [(g, v) for g, (_, v) in zip(grads, replicas[0][3])]
