@@ -98,6 +98,12 @@ def summarise(rows, tasks, weights, seeds):
     return out
 
 
+def _paired(off, on):
+    """R@1 with DANN minus without, seed by seed (the seeds both have)."""
+    without = dict(zip(off["seeds"], off["per_seed_r1"]))
+    return [r1 - without[seed] for seed, r1 in zip(on["seeds"], on["per_seed_r1"]) if seed in without]
+
+
 def tables(summary, dann_weights):
     head = ["task", "adversarial.weight", "seeds", "R@1", "R@5", "R@10", "R@1%", "chance R@1", "R@1 per seed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -119,8 +125,10 @@ def tables(summary, dann_weights):
         if 0.0 in cells and weight in cells:
             (off, off_std), (on, on_std) = cells[0.0]["r@1"], cells[weight]["r@1"]
             spread = max(off_std, on_std)
+            paired = _paired(cells[0.0], cells[weight])
             lines.append(f"| DANN (weight {weight:g}) effect on {TASKS[task][0]} R@1, with its seed spread | "
-                         f"{on - off:+.2f} ({on:.2f} ± {on_std:.2f} vs {off:.2f} ± {off_std:.2f}) | measured "
+                         f"{on - off:+.2f} ({on:.2f} ± {on_std:.2f} vs {off:.2f} ± {off_std:.2f}; per seed "
+                         f"{', '.join(f'{d:+.1f}' for d in paired)}) | measured "
                          f"over 3 seeds, either sign | {'yes' if len(cells[weight]['seeds']) >= 3 else 'no'} "
                          f"({'within' if abs(on - off) <= spread else 'beyond'} the seeds' std {spread:.2f}) |")
     return "\n".join(lines) + "\n"
