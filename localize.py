@@ -4,7 +4,7 @@
         [--tile-px 640] [--stride-px 640|320]
     python localize.py index --checkpoint CKPT --db DB [--config configs/demo.yaml] [--set key=value]
     python localize.py query --checkpoint CKPT --db DB PANO [PANO ...] --out OUT.geojson [--figures DIR]
-        [--modality street|drone] [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
+        [--modality street|drone|sar] [--joint OFFSETS.csv] [--config ...] [--set localize.top_k=5 ...]
 
 build resamples the raster (any CRS rasterio reads) to the ground resolution the checkpoint was
 trained on and cuts it into VIGOR-named tiles with tiles.csv / tiles.geojson;
@@ -14,6 +14,10 @@ with the top-k tiles, each tile's offset and Gaussian, and the fused position wi
 sigma ellipses. --modality drone: the queries are square drone views and the checkpoint
 University-1652's two-view network (train_university1652.py; --config its config): it has no offset
 head, so each retrieved tile puts the drone's target at its centre with localize.fixed_sigma_m.
+--modality sar: the queries are SpaceNet 6 SAR-Intensity tiles (4 float32 bands in dB) and the
+checkpoint a SAFA network trained on SAR against optical (configs/demo_spacenet6.yaml; --config its
+config); the database is built from an optical raster as for panoramas, and each retrieved tile
+puts the SAR tile's centre at its own centre with localize.fixed_sigma_m.
 --joint also localizes the panoramas together, from a CSV of their relative
 positions (columns panorama, east_m, north_m: metres from any common point).
 """
@@ -71,8 +75,9 @@ def argument_parser():
     query.add_argument("panoramas", nargs="+", metavar="PANO")
     query.add_argument("--out", required=True, help="the GeoJSON file to write")
     query.add_argument("--figures", help="a directory for the figures")
-    query.add_argument("--modality", choices=("street", "drone"), default="street",
-                       help="street: 2:1 equirectangular panoramas (default); drone: square drone views")
+    query.add_argument("--modality", choices=("street", "drone", "sar"), default="street",
+                       help="street: 2:1 equirectangular panoramas (default); drone: square drone views; "
+                            "sar: SpaceNet 6 SAR-Intensity tiles")
     query.add_argument("--joint", help="CSV of relative positions (panorama, east_m, north_m): localize together")
     return parser
 

@@ -1,5 +1,6 @@
 """Adversarial modality alignment (DANN: Ganin & Lempitsky, ICML 2015): a gradient-reversal op and
-a small domain discriminator on descriptors. Nothing here is wired into the training stages.
+a small domain discriminator on descriptors. utils/training/graph.py adds `dann_loss` to a stage's
+loss when the config's adversarial.weight is above 0.
 
 The discriminator learns to tell which modality a descriptor came from (optical 1, SAR or
 ground 0); placed behind `reverse_gradient`, the same loss pushes the descriptor network the
@@ -10,6 +11,7 @@ import tensorflow.compat.v1 as tf
 from model import layers
 
 SCOPE = "domain_discriminator"
+SCHEDULES = ("dann", "constant")
 
 
 def reverse_gradient(x, strength=1.0):
@@ -51,3 +53,14 @@ def dann_loss(source_descriptors, target_descriptors, strength=1.0, hidden=(256,
 
 def discriminator_variables():
     return tf.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES, scope=SCOPE + "/")
+
+
+def dann_strength(global_step, total_steps, schedule="dann"):
+    """The reversal strength at a step: DANN's 2 / (1 + exp(-10 p)) - 1 with p = step / total_steps
+    clipped to [0, 1] (0 at the start, 1 at the end), or 1 throughout ("constant")."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, not {schedule!r}")
+    if schedule == "constant":
+        return tf.constant(1.0)
+    progress = tf.clip_by_value(tf.cast(global_step, tf.float32) / float(max(int(total_steps), 1)), 0.0, 1.0)
+    return 2.0 / (1.0 + tf.exp(-10.0 * progress)) - 1.0

@@ -37,7 +37,10 @@ class OneOf:
 # `stages.*` stands for every stage.
 TYPES = {
     "data.dataset": OneOf(choices=("vigor", "cvact", "synthetic", "university1652", "synthetic_university1652",
-                                   "cvusa", "synthetic_cvusa")),
+                                   "cvusa", "synthetic_cvusa", "spacenet6", "synthetic_spacenet6")),
+    "data.synthetic_spacenet6.sensor_side": OneOf(choices=("north", "south")),
+    "adversarial.schedule": OneOf(choices=("dann", "constant")),
+    "adversarial.schedule_steps": OneOf(int, type(None)),
     "data.query_view": OneOf(choices=("drone", "street")),
     "data.resolution": OneOf(float, int, choices=("original", "corrected", "dataset", "auto")),
     "data.on_bad_sample": OneOf(choices=("error", "skip")),

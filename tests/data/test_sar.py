@@ -114,7 +114,7 @@ def test_synthetic_spacenet6_is_deterministic_and_pairs_by_tile(synthetic, tmp_p
             assert s.bounds == o.bounds and s.crs == o.crs
             assert s.descriptions == sn6.SAR_BANDS
     np.testing.assert_allclose(index.grd_gps, index.sat_gps)
-    assert np.allclose(index.meters_per_pixel, 0.5) and np.allclose(index.sat_gps[:, 0], 51.92, atol=0.01)
+    assert np.allclose(index.meters_per_pixel, 0.5 * 48 / 640) and np.allclose(index.sat_gps[:, 0], 51.92, atol=0.01)
     with open(os.path.join(_aoi(synthetic), sn6.ORIENTATIONS)) as f:
         strip, code = f.read().split()
     assert code == "0" and strip in os.path.basename(index.grd_paths[0])

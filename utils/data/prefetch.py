@@ -14,6 +14,7 @@ import numpy as np
 
 from utils.data.dataset import DATASET_HELP, truncation
 from utils.errors import DataError
+from utils.data.sar_raster import read_optical_tile, read_sar_tile
 from utils.polar import polar_transform
 
 BGR_MEANS = np.array([103.939, 116.779, 123.6], np.float32)
@@ -25,13 +26,17 @@ class ImageLoader:
     polar: aerial images are polar-transformed (SAFA) to sat_size instead of resized.
     resized: a utils.data.resized_cache.ResizedCache whose images (the float32 pixels before the
     means are subtracted, stored exactly) replace decoding and resizing; images it does not hold
-    are read from their files. The `*_into` variants write into a given array (a row of a batch)
+    are read from their files. sar_db_range (low, high) dB: the "grd" images are SpaceNet 6
+    SAR-Intensity GeoTIFFs and "sat" GeoTIFFs PS-RGB tiles (utils/data/sar_raster.py maps SAR dB
+    onto [0, 255]); None: every image is decoded by OpenCV. The `*_into` variants write into a given array (a row of a batch)
     and convert through a per-thread float32 buffer, so no full-size float image is allocated per
     call; the values are the same, bit for bit.
     """
 
-    def __init__(self, sat_size=(320, 320), grd_size=(320, 640), polar=False, sat_cache_mb=0, resized=None):
+    def __init__(self, sat_size=(320, 320), grd_size=(320, 640), polar=False, sat_cache_mb=0, resized=None,
+                 sar_db_range=None):
         self.sat_size = (int(sat_size[0]), int(sat_size[1]))
+        self.sar_db_range = None if sar_db_range is None else (float(sar_db_range[0]), float(sar_db_range[1]))
         self.grd_size = (int(grd_size[0]), int(grd_size[1]))
         self.polar = bool(polar)
         self.resized = resized
@@ -79,8 +84,17 @@ class ImageLoader:
         if self.resized is not None and self.resized.copy_into(dst, str(path), where):
             return dst
         if kind == "sat":
-            return self.pixels_into(dst, self.read_raw(path, where), self.sat_size, self.polar)
-        return self.pixels_into(dst, self.read_raw(path, where), self.grd_size)
+            return self.pixels_into(dst, self._read(path, kind, where), self.sat_size, self.polar)
+        return self.pixels_into(dst, self._read(path, kind, where), self.grd_size)
+
+    def _read(self, path, kind, where):
+        if self.sar_db_range is None:
+            return self.read_raw(path, where)
+        if kind == "grd":
+            return read_sar_tile(path, self.sar_db_range, where)
+        if str(path).lower().endswith((".tif", ".tiff")):
+            return read_optical_tile(path, where)
+        return self.read_raw(path, where)
 
     def load_sat_into(self, dst, path, where=None):
         if self._sat_cache.copy_into(dst, str(path)):

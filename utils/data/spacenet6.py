@@ -26,8 +26,8 @@ Pairing: one SAR tile and one PS-RGB tile per tile number, covering the same gro
 index the optical tiles are the references (sat_paths) and the SAR tiles the queries
 (grd_paths), sorted by tile number; labels[:, 0] = the optical tile of the same number and,
 with no semi-positives, labels[:, 1:] too; deltas zero (the tiles are co-registered); GPS the
-tile centres (from each GeoTIFF's transform and CRS); meters_per_pixel the optical tiles' pixel
-size; sat_city and grd_city the AOI folder's name. Every problem (a file name without a tile
+tile centres (from each GeoTIFF's transform and CRS); meters_per_pixel the optical tiles' ground
+resolution at 640 px (the index's convention: pixel size x width / 640); sat_city and grd_city the AOI folder's name. Every problem (a file name without a tile
 number, a tile number twice, a tile without its pair, a wrong band count or type, values out of
 range, tiles that do not cover the same ground) is a one-line DataError naming the file.
 """
@@ -47,6 +47,7 @@ OPTICAL_BANDS = 3
 TILE_PX = 900
 METERS_PER_PIXEL = 0.5
 DB_LOW, DB_HIGH = -100.0, 100.0
+TILE_CONVENTION_PX = 640          # SplitIndex.meters_per_pixel is the resolution at 640 px
 TILE_NUMBER = re.compile(r"_tile_(\d+)\.tif$")
 HELP = "see data/DATASET.md, section SpaceNet 6"
 
@@ -117,7 +118,7 @@ def _centre_and_resolution(raster, path):
         raise DataError(f"{path} has no CRS; SpaceNet 6's tiles are georeferenced, restore it, {HELP}.")
     x, y = raster.xy(raster.height / 2.0, raster.width / 2.0, offset="ul")
     lng, lat = Transformer.from_crs(raster.crs.to_wkt(), "EPSG:4326", always_xy=True).transform(x, y)
-    return (lat, lng), abs(raster.transform.a)
+    return (lat, lng), abs(raster.transform.a) * raster.width / TILE_CONVENTION_PX
 
 
 def _check_same_ground(sar, optical, sar_path, optical_path):

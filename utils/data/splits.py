@@ -7,11 +7,14 @@ from utils.data.check import warn_on_labels
 from utils.data.cvusa import load_cvusa
 from utils.data.dataset import load_vigor
 from utils.data.prefetch import ImageLoader
+from utils.data.sar_raster import check_db_range
 from utils.data.university1652 import load_university1652
 from utils.data.university1652_splits import split_indexes
+from utils.errors import ConfigError
 
 UNIVERSITY1652 = ("university1652", "synthetic_university1652")
 CVUSA = ("cvusa", "synthetic_cvusa")
+SPACENET6 = ("spacenet6", "synthetic_spacenet6")     # SAR queries against optical tiles
 
 
 def ensure_dataset(cfg):
@@ -32,9 +35,16 @@ def ensure_dataset(cfg):
         s = cfg.data.synthetic_cvusa
         ensure(root, seed=s.seed, pairs=s.pairs, aerial_size=s.aerial_size, pano_width=s.pano_width,
                meters_per_pixel=s.meters_per_pixel, val_fraction=s.val_fraction)
-    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + CVUSA:
+    elif cfg.data.dataset == "synthetic_spacenet6":
+        from utils.data.synthetic_spacenet6 import ensure_generated
+        s = cfg.data.synthetic_spacenet6
+        ensure_generated(root, seed=s.seed, tiles_per_side=s.tiles_per_side, tile_px=s.tile_px,
+                         meters_per_pixel=s.meters_per_pixel, incidence_deg=s.incidence_deg, looks=s.looks,
+                         sensor_side=s.sensor_side)
+    elif cfg.data.dataset not in ("vigor", "cvact") + UNIVERSITY1652 + CVUSA + SPACENET6:
         raise ValueError(f"data.dataset is '{cfg.data.dataset}': use vigor, cvact, synthetic, "
-                         f"university1652, synthetic_university1652, cvusa or synthetic_cvusa")
+                         f"university1652, synthetic_university1652, cvusa, synthetic_cvusa, spacenet6 "
+                         f"or synthetic_spacenet6")
     return root
 
 
@@ -53,6 +63,11 @@ def load_splits(cfg, check_labels=True):
         return split_indexes(load_university1652_tree(cfg), cfg.data.query_view)
     if cfg.data.dataset in CVUSA:  # no GPS, no resolution: nothing for the label check to compare
         return load_cvusa(ensure_dataset(cfg))
+    if cfg.data.dataset in SPACENET6:
+        from utils.data.spacenet6 import load_spacenet6
+        from utils.data.spacenet6_splits import split_by_area
+        aoi = os.path.join(ensure_dataset(cfg), cfg.data.spacenet6.aoi)
+        return split_by_area(load_spacenet6(aoi), cfg.data.spacenet6.test_fraction)
     root = ensure_dataset(cfg)
     d = cfg.data
     train, test = load_vigor(root, same_area=d.same_area, train_cities=d.train_cities,
@@ -66,5 +81,11 @@ def load_splits(cfg, check_labels=True):
 def build_loader(cfg, splits=()):
     """The ImageLoader of the config, reading the resized image cache when data.use_cache allows
     (utils/data/cache_config.py); splits: the SplitIndexes it will load, which the cache must hold."""
+    if cfg.data.dataset in SPACENET6:     # GeoTIFFs read by rasterio, not held by the resized cache
+        if cfg.data.use_cache == "require":
+            raise ConfigError("data.use_cache is require, but the resized image cache does not hold SpaceNet 6's "
+                              "GeoTIFFs (they are read as they are): set data.use_cache to auto or never")
+        return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size), polar=cfg.data.polar,
+                           sat_cache_mb=cfg.data.sat_cache_mb, sar_db_range=check_db_range(cfg.data.spacenet6.db_range))
     return ImageLoader(sat_size=tuple(cfg.data.sat_size), grd_size=tuple(cfg.data.grd_size),
                        polar=cfg.data.polar, sat_cache_mb=cfg.data.sat_cache_mb, resized=open_cache(cfg, splits))

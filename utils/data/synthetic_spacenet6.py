@@ -24,7 +24,7 @@ import numpy as np
 from utils.data import spacenet6 as sn6
 from utils.data.synthetic_raster import city_crs
 from utils.data.synthetic_sar import BANDS, observe, render_sar, to_db
-from utils.data.synthetic_vigor import MANIFEST, STYLES, build_city_map, written_whole
+from utils.data.synthetic_vigor import MANIFEST, STYLES, build_city_map, read_manifest, written_whole
 
 GENERATOR_VERSION = 1
 ROTTERDAM = (51.9225, 4.4792)
@@ -97,3 +97,11 @@ def generate(out_dir, **parameters):
             json.dump({"dataset": "synthetic SpaceNet 6", "parameters": params, "strip": strip, "tiles": tiles},
                       f, indent=1)
     return out_dir
+
+
+def ensure_generated(out_dir, **parameters):
+    """Generate unless out_dir already holds a synthetic SpaceNet 6 made with the same parameters."""
+    manifest = read_manifest(out_dir)
+    if manifest is not None and manifest.get("parameters") == default_parameters(**parameters):
+        return os.path.abspath(str(out_dir))
+    return generate(out_dir, **parameters)

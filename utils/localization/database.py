@@ -365,6 +365,12 @@ def training_tile_metres(cfg):
         from utils.data.university1652_poses import load_place_poses
         metres = load_place_poses(resolve_path(cfg.data.root)).satellite_metres
         return metres, metres
+    if cfg.data.dataset == "synthetic_spacenet6":
+        s = cfg.data.synthetic_spacenet6
+        return s.tile_px * s.meters_per_pixel, s.tile_px * s.meters_per_pixel
+    if cfg.data.dataset == "spacenet6" and not isinstance(resolution, (int, float)):
+        from utils.data.spacenet6 import METERS_PER_PIXEL, TILE_PX
+        return TILE_PX * METERS_PER_PIXEL, TILE_PX * METERS_PER_PIXEL     # 900 px at 0.5 m
     if cfg.data.dataset == "synthetic":
         mpp = [float(cfg.data.synthetic.meters_per_pixel)]
     elif isinstance(resolution, (int, float)) and not isinstance(resolution, bool):

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 
 from utils.data.dataset import SplitIndex
-from utils.data.splits import build_loader
+from utils.data.sar_raster import SAR_KIND, read_sar_db
+from utils.data.splits import SPACENET6, build_loader
 from utils.errors import DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
@@ -20,20 +21,30 @@ MODALITIES = {   # query modality -> (width / height it must have, what it is, w
                                                  "(north at the centre column, as VIGOR's)"),
     "drone": (1.0, "a drone view is square", "give the drone camera's frame cropped to its centre square "
                                               "(as University-1652's)"),
+    "sar": (1.0, "a SAR tile is square", "give a SpaceNet 6 SAR-Intensity tile (4 float32 bands in dB, "
+                                         "geocoded on the optical grid)"),
 }
+KINDS = {"street": "street panorama", "drone": "drone view", "sar": SAR_KIND}
+TRAINING = {"street": "panoramas (train_first_E_1.py on VIGOR's format)", "drone": "views (train_university1652.py)",
+            "sar": "tiles (train_first_E_1.py --part safa with data.dataset spacenet6 or synthetic_spacenet6)"}
 
 
 def read_query(path, modality="street"):
-    """The query image as BGR uint8, checked: readable, and shaped as its modality's images are."""
+    """The query image, checked: readable, and shaped as its modality's images are. BGR uint8 for
+    street and drone; (4, H, W) float32 dB for sar."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}")
     ratio, shape, remedy = MODALITIES[modality]
-    kind = "street panorama" if modality == "street" else "drone view"
-    image = cv2.imread(str(path)) if os.path.isfile(str(path)) else None
-    if image is None:
-        state = "cannot be decoded as an image" if os.path.exists(str(path)) else "does not exist"
-        raise DataError(f"{kind} {path} {state}: give a JPEG or PNG image")
-    height, width = image.shape[:2]
+    kind = KINDS[modality]
+    if modality == "sar":
+        image = read_sar_db(path)             # a GeoTIFF of 4 float32 dB bands, or a one-line error naming it
+        height, width = image.shape[1:]
+    else:
+        image = cv2.imread(str(path)) if os.path.isfile(str(path)) else None
+        if image is None:
+            state = "cannot be decoded as an image" if os.path.exists(str(path)) else "does not exist"
+            raise DataError(f"{kind} {path} {state}: give a JPEG or PNG image")
+        height, width = image.shape[:2]
     if abs(width / height - ratio) > ratio * RATIO_TOLERANCE:
         raise DataError(f"{kind} {path} is {width} x {height} px, not {'2:1' if ratio == 2.0 else 'square'}: "
                         f"{shape}; {remedy}")
@@ -54,22 +65,30 @@ def scan_index(tile_paths, panorama_paths, name):
                       deltas=np.zeros((n, 4, 2)), meters_per_pixel=np.zeros(s), name=name)
 
 
+def trained_modality(cfg, network):
+    """The query modality a checkpoint of `network` trained with `cfg` takes."""
+    if network == "two_view":
+        return cfg.data.query_view
+    return "sar" if cfg.data.dataset in SPACENET6 else "street"
+
+
 def check_modality(cfg, checkpoint, network, modality):
     """DataError unless the checkpoint was trained on the query modality: drone views need
-    University-1652's two-view network trained on drone queries, street panoramas any other."""
-    trained_on = cfg.data.query_view if network == "two_view" else "street"
+    University-1652's two-view network trained on drone queries, SAR tiles a network trained on
+    SpaceNet 6 (its config's data.dataset), street panoramas any other."""
+    trained_on = trained_modality(cfg, network)
     if modality != trained_on:
         raise DataError(f"checkpoint {checkpoint} was trained on {trained_on} queries "
                         f"({'University-1652 two-view network' if network == 'two_view' else network}, "
                         f"config {cfg.config_path}): query it with --modality {trained_on}, or give a checkpoint "
-                        f"trained on {modality} {'views (train_university1652.py)' if modality == 'drone' else 'panoramas'}")
+                        f"trained on {modality} {TRAINING[modality]}")
 
 
 class LocalizationModel:
     """One checkpoint restored once; images are prepared as in training (utils/data/prefetch)."""
 
     def __init__(self, cfg, checkpoint, modality=None):
-        """modality: of the queries ("street" or "drone"), checked against the checkpoint's
+        """modality: of the queries ("street", "drone" or "sar"), checked against the checkpoint's
         training; None when only the reference tiles are described (index)."""
         self.checkpoint = os.path.abspath(checkpoint_prefix(checkpoint))
         self.network = network_of_checkpoint(self.checkpoint)

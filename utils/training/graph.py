@@ -2,13 +2,20 @@
 
 The global step `Variable` comes first, then the network, the losses under `loss/`, Adam under
 `train/`: the variable names of the original graphs (tests/legacy/).
+
+adversarial.weight > 0 adds DANN's domain loss (model/adversarial.py) on the two branches'
+global descriptors to the stage's loss: a discriminator under `domain_discriminator/` behind a
+gradient reversal, trained by the stage's optimizer; the terms `domain_loss` and
+`domain_strength` are logged. At 0 (the default) nothing of it is built.
 """
 from dataclasses import dataclass, field
 from typing import Optional
 
 import tensorflow.compat.v1 as tf
 
+from model import adversarial
 from model.inputs import Inputs
+from utils.errors import ConfigError
 from utils.session import checkpoints as ckpt
 from utils.session.distribute import Distribution
 from utils.training.optimizer import stage_optimizer
@@ -37,8 +44,10 @@ class TrainingGraph:
     replica_placeholders: dict = field(default_factory=dict)
 
 
-def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, savers=True):
+def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, savers=True, total_steps=None):
     """learning_rate: a float, or a function of the global step that returns a scalar tensor.
+    total_steps: the run's steps, for the adversarial term's dann schedule (adversarial.schedule_steps
+    wins when set).
     savers=False leaves out the two Savers (saver and restore_saver are None): a third of the
     build time, for tests that move weights by value.
 
@@ -53,7 +62,8 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, saver
         tf.set_random_seed(cfg.seed)
         global_step = tf.Variable(0, trainable=False)  # 'Variable:0', as in the original graphs
         inputs = Inputs(cfg.data.sat_size, cfg.data.grd_size, batch_size, stage.with_semi)
-        replicas = dist.replicate(lambda: _replica_step(stage, cfg, dist, inputs, global_step, learning_rate))
+        replicas = dist.replicate(
+            lambda: _replica_step(stage, cfg, dist, inputs, global_step, learning_rate, total_steps))
         net, terms, auxiliary, rate, grads = dist.first_replica(
             [(r[0], r[1].terms, r[1].auxiliary, r[2], [g for g, _ in r[3]]) for r in replicas])
         grads_and_vars = [(g, v) for g, (_, v) in zip(grads, replicas[0][3])]
@@ -74,17 +84,34 @@ def build_training_graph(stage, cfg, batch_size, learning_rate, dist=None, saver
             replica_placeholders=dist.placeholder_twins([replica[1].auxiliary for replica in replicas]))
 
 
-def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate):
+def _replica_step(stage, cfg, dist, inputs, global_step, learning_rate, total_steps=None):
     """One replica's part of the step (the whole step on one device)."""
     net = dist.gather_outputs(stage.network(dist.shard_inputs(inputs), cfg))
     with tf.name_scope("loss"):
         losses = as_stage_losses(stage.losses(net, inputs, cfg))
+        if float(cfg.adversarial.weight) > 0.0:
+            _add_domain_loss(losses.terms, net, cfg, global_step, total_steps)
     rate = learning_rate(global_step) if callable(learning_rate) else tf.constant(float(learning_rate))
     with tf.name_scope("train"):
         optimizer = stage_optimizer(rate, cfg.stages[stage.name], stage.name)
         grads_and_vars = optimizer.compute_gradients(losses.terms["loss"])  # = optimizer.minimize
         train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
     return net, losses, rate, dist.summed_gradients(grads_and_vars), train_op
+
+
+def _add_domain_loss(terms, net, cfg, global_step, total_steps):
+    """terms["loss"] += weight x DANN's loss of the optical (1) against the query (0) descriptors,
+    each behind a gradient reversal of the schedule's strength."""
+    a = cfg.adversarial
+    steps = a.schedule_steps if a.schedule_steps is not None else total_steps
+    if a.schedule == "dann" and not steps:
+        raise ConfigError("adversarial.schedule is dann but the run's length is unknown here: "
+                          "set adversarial.schedule_steps")
+    strength = adversarial.dann_strength(global_step, steps or 1, a.schedule)
+    domain = adversarial.dann_loss(net["sat_global"], net["grd_global"], strength, tuple(a.hidden))
+    terms["loss"] = terms["loss"] + float(a.weight) * domain
+    terms["domain_loss"] = domain
+    terms["domain_strength"] = strength
 
 
 # The summary ops with their tags given exactly: tf.summary.* derive a tag from the op's name, which

@@ -93,7 +93,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ graph
     def build_graph(self):
-        self.parts = build_training_graph(self.stage, self.cfg, self.batch_size, self._learning_rate, self.dist)
+        self.parts = build_training_graph(self.stage, self.cfg, self.batch_size, self._learning_rate, self.dist,
+                                          total_steps=self.schedule.epochs * self.steps_per_epoch)
         self.parts.graph.finalize()
         return self.parts
 
