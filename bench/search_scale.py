@@ -38,6 +38,7 @@ dropped from memory, so the sharded search's peak RSS (the process's high-water 
 before each search) holds one shard at a time; the single index's is measured the same way.
 """
 import argparse
+import dataclasses
 import os
 import resource
 import shutil
@@ -257,6 +258,11 @@ def measure_sharded(records, parameters, settings, data, queries, exact, single_
     search_rss = peak_rss_since_reset_gb()
     compressed = ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters, settings=settings)
     found_compressed, ms_compressed = time_queries(compressed, queries, 10)
+    kept = dataclasses.replace(settings, keep_shards_open=True)
+    found_kept, ms_kept = time_queries(ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters,
+                                                          settings=kept, descriptors=data), queries, 10)
+    _, ms_kept_compressed = time_queries(ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters,
+                                                            settings=kept), queries, 10)
     tick = time.perf_counter()
     found_together = compressed.search(queries, 10)[1]
     ms_together = 1000 * (time.perf_counter() - tick) / len(queries)
@@ -266,6 +272,8 @@ def measure_sharded(records, parameters, settings, data, queries, exact, single_
             "same_as_single": int(np.sum(np.all(found == single_found, axis=1))),
             "same_together": int(np.sum(np.all(found_together == found_compressed, axis=1))),
             "ms": ms_one_at_a_time, "ms_compressed": ms_compressed, "ms_together": ms_together,
+            "ms_kept": ms_kept, "ms_kept_compressed": ms_kept_compressed,
+            "same_kept": int(np.sum(np.all(found_kept == found, axis=1))),
             "ms_open": ms_to_open(compressed), "rss_before_gb": rss_before, "search_rss_gb": search_rss,
             "largest_shard_gb": max(r["bytes"] for r in records) / GB,
             "all_shards_gb": sum(r["bytes"] for r in records) / GB}
@@ -292,7 +300,9 @@ def print_sharded_rows(r, queries):
           f"{s['recall1_compressed']:.3f} | {s['same_as_single']} of {queries} | {s['ms']:.2f} | {s['ms_compressed']:.2f} | "
           f"{s['ms_together']:.2f} ({s['same_together']} of {queries} as one at a time) | {s['ms_open']:.2f} | "
           f"{s['rss_before_gb']:.2f} -> {s['search_rss_gb']:.2f} | {s['all_shards_gb']:.3f} "
-          f"({s['largest_shard_gb']:.3f}) |", flush=True)
+          f"({s['largest_shard_gb']:.3f}) |")
+    print(f"| {r['tiles']:.0e} | {s['shards']} shards kept open | - | - | - | {s['same_kept']} of {queries} as above | "
+          f"{s['ms_kept']:.2f} | {s['ms_kept_compressed']:.2f} | - | - | - | - |", flush=True)
 
 
 def goal_table(r, label=""):

@@ -1,4 +1,5 @@
 """The compressed index written as shard files (utils/localization/sharded_search.py) against one index."""
+import dataclasses
 import os
 
 import faiss
@@ -40,12 +41,15 @@ def test_sharded_search_returns_the_single_index_top_k(tmp_path):
     sharded = build_sharded_index(x, SETTINGS, str(tmp_path))
     assert [r["tiles"] for r in sharded.shards] == [1667, 1666, 1667]
     assert sorted(os.listdir(tmp_path)) == [f"faiss.shard-00{n}.index" for n in range(3)]
+    kept_open = ShardedSearchIndex(str(tmp_path), sharded.shards, sharded.parameters,
+                                   dataclasses.replace(SETTINGS, keep_shards_open=True))
     for descriptors in (x, None):                  # with the exact re-ranking, and the compressed scores alone
-        single.descriptors = sharded.descriptors = descriptors
+        single.descriptors = sharded.descriptors = kept_open.descriptors = descriptors
         single_scores, single_ids = single.search(q, 10)
-        sharded_scores, sharded_ids = sharded.search(q, 10)
-        assert np.array_equal(sharded_ids, single_ids)
-        assert np.array_equal(sharded_scores, single_scores)
+        for searcher in (sharded, kept_open):
+            sharded_scores, sharded_ids = searcher.search(q, 10)
+            assert np.array_equal(sharded_ids, single_ids)
+            assert np.array_equal(sharded_scores, single_scores)
     assert {i // 1667 for i in sharded_ids.ravel()} == {0, 1, 2}   # every shard contributed
 
 

@@ -33,6 +33,7 @@ class IndexSettings:                 # the `localize.index:` section of the conf
     train_size: int = 131072
     shard_size: int = 100000
     shards: int = 1
+    keep_shards_open: bool = False
     nprobe: int = 32
     rerank: int = 100
     hnsw_m: int = 32

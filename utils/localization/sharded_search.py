@@ -6,7 +6,9 @@ turn (ivfpq memory-mapped, so only the probed lists are read; hnsw read whole), 
 best `rerank` candidates for each query (ids made global by the shard's first tile), merges them by
 score, then re-ranks them exactly against the full descriptors as the single index does. Memory is
 one shard plus the candidates (shards x rerank per query). The codes of a tile do not depend on
-which shard holds it, so the result is the single index's.
+which shard holds it, so the result is the single index's. With settings.keep_shards_open each
+shard is opened once and kept (ivfpq: memory-mapped), which saves reading its pre-transform and
+centroids at every search.
 """
 import os
 from dataclasses import dataclass
@@ -93,6 +95,7 @@ class ShardedSearchIndex:
     def __post_init__(self):
         for record in self.shards:
             self._check_file(record)
+        self._kept = {}
 
     def _path(self, record):
         return os.path.join(self.folder, record["file"])
@@ -141,7 +144,9 @@ class ShardedSearchIndex:
         searched one at a time (kept: each shard's best `wanted`, merged once at the end)."""
         scores, ids = [], []
         for record in self.shards:
-            index = self.open_shard(record)
+            index = self._kept[record["file"]] if record["file"] in self._kept else self.open_shard(record)
+            if self.settings.keep_shards_open:
+                self._kept[record["file"]] = index
             found_scores, found = index.search(queries, min(wanted, record["tiles"]))
             del index
             scores.append(found_scores)
