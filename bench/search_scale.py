@@ -4,6 +4,7 @@ tiles, against exact search, on synthetic descriptors of the model's dimension.
     nice python bench/search_scale.py                        # 1e5 and 1e6 tiles, dimension 4096
     nice python bench/search_scale.py --sizes 1e7            # ten million tiles (about 25 min here)
     nice python bench/search_scale.py --sizes 1e5 --dim 512 --set localize.index.nprobe=64
+    nice python bench/search_scale.py --sizes 1e6 --shards 4   # also written as 4 shard files, searched in turn
 
 Synthetic descriptors (deterministic from --seed, any row computable on its own, so the database is
 generated shard by shard and never held in memory):
@@ -28,12 +29,22 @@ costs more). Times are one query at a time (the service's case), on one thread (
 unless set: on this machine's 2 shared vCPUs more threads were slower).
 Memory: the process's peak RSS (shard buffers and the training sample included) and the index's
 serialized size. The machine is shared with other jobs: times are upper bounds.
+
+--shards N (N > 1): the same trained index is also written as N shard files (in --shard-dir, a
+temporary folder unless given; removed at the end) in the same pass, and searched as `localize.py
+query` searches them (utils/localization/sharded_search.py): one query at a time (every shard opened
+per query) and the whole query set at once (each shard opened once). The single index is then
+dropped from memory, so the sharded search's peak RSS (the process's high-water mark reset just
+before each search) holds one shard at a time; the single index's is measured the same way.
 """
 import argparse
+import dataclasses
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -45,6 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.config import load_config  # noqa: E402
 from utils.localization.search import (IndexSettings, SearchIndex, add_shards, build_parameters,  # noqa: E402
                                        describe, recall_against_exact, train_index)
+from utils.localization.sharded_search import ShardedSearchIndex, shard_ranges, write_shards  # noqa: E402
 
 GB = 1024 ** 3
 LATENT, CLUSTERS, SPREAD, NOISE, QUERY_NOISE = 64, 1024, 0.5, 0.25, 0.5
@@ -150,6 +162,28 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
 
 
+def reset_peak_rss():
+    """Start a new high-water mark of this process's RSS (Linux: /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def current_rss_gb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / GB
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+def peak_rss_since_reset_gb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / GB
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def index_bytes(index):
     import faiss
     return faiss.serialize_index(index).nbytes
@@ -164,8 +198,8 @@ def time_queries(searcher, queries, k):
     return found, 1000 * (time.perf_counter() - started) / len(queries)
 
 
-def measure(tiles, dimension, settings, num_queries, seed):
-    """One database size: build (train + add, ground truth in the same pass), then search."""
+def measure(tiles, dimension, settings, num_queries, seed, shards=1, shard_dir=None):
+    """One database size: build (train + add, ground truth and shard files in the same pass), then search."""
     started = time.perf_counter()
     data = SyntheticDescriptors(tiles, dimension, seed)
     queries, _ = data.queries(num_queries, seed)
@@ -175,18 +209,74 @@ def measure(tiles, dimension, settings, num_queries, seed):
     index = train_index(parameters, data.rows(sample_ids) if parameters["kind"] != "flat" else None)
     train_s = time.perf_counter() - tick
     exact = ExactTopK(queries, 10)
+    blocks = (exact.add(shard) for shard in data.shards(settings.shard_size))
     tick = time.perf_counter()
-    add_shards(index, (exact.add(shard) for shard in data.shards(settings.shard_size)))
+    if shards > 1:
+        import faiss
+        empty = faiss.clone_index(index)
+        records = write_shards(empty, (index.add(block) or block for block in blocks), shard_ranges(tiles, shards),
+                               shard_dir)
+        del empty
+    else:
+        add_shards(index, blocks)
     add_and_truth_s = time.perf_counter() - tick
+    rss_before = current_rss_gb()
+    reset_peak_rss()
     searcher = SearchIndex(index=index, parameters=parameters, settings=settings, descriptors=data)
     found, ms = time_queries(searcher, queries, 10)
     compressed = SearchIndex(index=index, parameters=parameters, settings=settings, descriptors=None)
     found_compressed, ms_compressed = time_queries(compressed, queries, 10)
-    return {"tiles": tiles, "parameters": parameters, "train_s": train_s, "add_and_truth_s": add_and_truth_s,
-            "recall1": recall_against_exact(found, exact.ids, 1), "recall10": recall_against_exact(found, exact.ids, 10),
+    result = {"tiles": tiles, "parameters": parameters, "train_s": train_s, "add_and_truth_s": add_and_truth_s,
+              "recall1": recall_against_exact(found, exact.ids, 1), "recall10": recall_against_exact(found, exact.ids, 10),
+              "recall1_compressed": recall_against_exact(found_compressed, exact.ids, 1),
+              "ms": ms, "ms_compressed": ms_compressed, "index_gb": index_bytes(index) / GB, "peak_rss_gb": peak_rss_gb(),
+              "search_rss_gb": peak_rss_since_reset_gb(), "rss_before_gb": rss_before}
+    if shards > 1:
+        del searcher, compressed, index
+        result["sharded"] = measure_sharded(records, parameters, settings, data, queries, exact, found, shard_dir)
+    result["total_s"] = time.perf_counter() - started
+    return result
+
+
+def ms_to_open(sharded, repeats=20):
+    """ms to open (memory-map) every shard once and close it again."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for record in sharded.shards:
+            index = sharded.open_shard(record)
+            del index
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
+def measure_sharded(records, parameters, settings, data, queries, exact, single_found, shard_dir):
+    """The shard files searched one at a time, against exact search and the single index's answers."""
+    rss_before = current_rss_gb()
+    reset_peak_rss()
+    sharded = ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters, settings=settings,
+                                 descriptors=data)
+    found, ms_one_at_a_time = time_queries(sharded, queries, 10)
+    search_rss = peak_rss_since_reset_gb()
+    compressed = ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters, settings=settings)
+    found_compressed, ms_compressed = time_queries(compressed, queries, 10)
+    kept = dataclasses.replace(settings, keep_shards_open=True)
+    found_kept, ms_kept = time_queries(ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters,
+                                                          settings=kept, descriptors=data), queries, 10)
+    _, ms_kept_compressed = time_queries(ShardedSearchIndex(folder=shard_dir, shards=records, parameters=parameters,
+                                                            settings=kept), queries, 10)
+    tick = time.perf_counter()
+    found_together = compressed.search(queries, 10)[1]
+    ms_together = 1000 * (time.perf_counter() - tick) / len(queries)
+    return {"shards": len(records), "recall1": recall_against_exact(found, exact.ids, 1),
+            "recall10": recall_against_exact(found, exact.ids, 10),
             "recall1_compressed": recall_against_exact(found_compressed, exact.ids, 1),
-            "ms": ms, "ms_compressed": ms_compressed, "index_gb": index_bytes(index) / GB, "peak_rss_gb": peak_rss_gb(),
-            "total_s": time.perf_counter() - started}
+            "same_as_single": int(np.sum(np.all(found == single_found, axis=1))),
+            "same_together": int(np.sum(np.all(found_together == found_compressed, axis=1))),
+            "ms": ms_one_at_a_time, "ms_compressed": ms_compressed, "ms_together": ms_together,
+            "ms_kept": ms_kept, "ms_kept_compressed": ms_kept_compressed,
+            "same_kept": int(np.sum(np.all(found_kept == found, axis=1))),
+            "ms_open": ms_to_open(compressed), "rss_before_gb": rss_before, "search_rss_gb": search_rss,
+            "largest_shard_gb": max(r["bytes"] for r in records) / GB,
+            "all_shards_gb": sum(r["bytes"] for r in records) / GB}
 
 
 def print_row(r):
@@ -195,9 +285,29 @@ def print_row(r):
           f"{r['index_gb']:.3f} | {r['peak_rss_gb']:.2f} | {r['total_s'] / 60:.1f} |", flush=True)
 
 
-def goal_table(r):
+SHARDED_HEADER = ("\n| tiles | index | recall@1 | recall@10 | recall@1 without re-ranking | top-10 as the single index | "
+                  "ms/query | ms/query without re-ranking | ms/query without re-ranking, all queries at once | "
+                  "ms to open every shard | RSS GB before search -> search peak | index file GB (largest) |\n"
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def print_sharded_rows(r, queries):
+    s = r["sharded"]
+    print(f"| {r['tiles']:.0e} | single | {r['recall1']:.3f} | {r['recall10']:.3f} | {r['recall1_compressed']:.3f} | - | "
+          f"{r['ms']:.2f} | {r['ms_compressed']:.2f} | - | - | {r['rss_before_gb']:.2f} -> {r['search_rss_gb']:.2f} | "
+          f"{r['index_gb']:.3f} |")
+    print(f"| {r['tiles']:.0e} | {s['shards']} shards | {s['recall1']:.3f} | {s['recall10']:.3f} | "
+          f"{s['recall1_compressed']:.3f} | {s['same_as_single']} of {queries} | {s['ms']:.2f} | {s['ms_compressed']:.2f} | "
+          f"{s['ms_together']:.2f} ({s['same_together']} of {queries} as one at a time) | {s['ms_open']:.2f} | "
+          f"{s['rss_before_gb']:.2f} -> {s['search_rss_gb']:.2f} | {s['all_shards_gb']:.3f} "
+          f"({s['largest_shard_gb']:.3f}) |")
+    print(f"| {r['tiles']:.0e} | {s['shards']} shards kept open | - | - | - | {s['same_kept']} of {queries} as above | "
+          f"{s['ms_kept']:.2f} | {s['ms_kept_compressed']:.2f} | - | - | - | - |", flush=True)
+
+
+def goal_table(r, label=""):
     measured = {"recall@1 vs exact": r["recall1"], "ms per query": r["ms"], "peak RSS GB": r["peak_rss_gb"]}
-    print(f"\nGoals at {r['tiles']:.0e} tiles:\n\n| | measured | goal | met |\n|---|---|---|---|")
+    print(f"\nGoals at {r['tiles']:.0e} tiles{label}:\n\n| | measured | goal | met |\n|---|---|---|---|")
     for name, (goal, sense) in GOALS.items():
         met = measured[name] >= goal if sense == ">=" else measured[name] < goal
         print(f"| {name} | {measured[name]:.3f} | {sense} {goal:g} | {'yes' if met else 'NO'} |")
@@ -217,6 +327,10 @@ def argument_parser():
     parser.add_argument("--dim", type=int, default=4096, help="descriptor dimension (the model's: 4096)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shards", type=int, default=None,
+                        help="also write the index as this many shard files and search them one at a time "
+                             "(default: localize.index.shards)")
+    parser.add_argument("--shard-dir", default=None, help="where the shard files go (default: a temporary folder)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a localize.index value, e.g. --set localize.index.nprobe=64")
     return parser
@@ -225,17 +339,36 @@ def argument_parser():
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     settings = IndexSettings.from_config(load_config(None, args.overrides))
+    args.shards = settings.shards if args.shards is None else args.shards
     print(f"bench/search_scale.py at commit {commit()}: dimension {args.dim}, {args.queries} queries, seed "
           f"{args.seed}; {os.cpu_count()} vCPUs SHARED with other jobs (times are upper bounds); {settings}")
     print("\n| tiles | recall@1 | recall@10 | recall@1 without re-ranking | ms/query | ms/query without re-ranking | queries/s | train s | "
           "add + ground truth s | index GB | peak RSS GB | total min |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     results = []
-    for size in args.sizes.split(","):
-        results.append(measure(int(float(size)), args.dim, settings, args.queries, args.seed))
-        print_row(results[-1])
+    shard_dir = args.shard_dir or tempfile.mkdtemp(prefix="search_scale_shards_")
+    os.makedirs(shard_dir, exist_ok=True)
+    try:
+        for size in args.sizes.split(","):
+            results.append(measure(int(float(size)), args.dim, settings, args.queries, args.seed, args.shards, shard_dir))
+            print_row(results[-1])
+    finally:
+        if args.shard_dir is None:
+            shutil.rmtree(shard_dir, ignore_errors=True)
     for r in results:
         print(f"{r['tiles']:.0e}: {describe(r['parameters'])}")
+    if args.shards > 1:
+        print(SHARDED_HEADER)
+        for r in results:
+            print_sharded_rows(r, args.queries)
+        print("(RSS: the whole process (generator banks included) just before the searches, and its high-water mark "
+              "reset then, over the one-at-a-time searches with re-ranking; the single index is in memory during "
+              "its search and freed before the shards are searched, one open at a time)")
     goal_table(results[-1])
+    if args.shards > 1:
+        last = results[-1]
+        goal_table(dict(last["sharded"], tiles=last["tiles"], peak_rss_gb=last["peak_rss_gb"]),
+                   f", {last['sharded']['shards']} shard files searched one at a time, one query at a time "
+                   f"(peak RSS: the whole run's)")
 
 
 if __name__ == "__main__":

@@ -94,15 +94,18 @@ def test_published_prints_sourced_numbers_only(capsys, monkeypatch):
     monkeypatch.setattr(published, "PUBLISHED", registry)
     assert compare.main(["--published", "somewhere"]) == 0
     out = capsys.readouterr().out
-    assert "| Siamese-VGG | 12.34 | - | - | 56.78 | - | - | a paper, Table 9 |" in out and "- SAFA: x" in out
-    # the real registry: every number carries its source
-    for setting in published.PUBLISHED.values():
+    assert "| Siamese-VGG | 12.34 | - | - | - | 56.78 | - | - | a paper, Table 9 |" in out and "- SAFA: x" in out
+    monkeypatch.undo()
+    for name, setting in published.PUBLISHED.items():   # the real registry: every row printed with its source
+        assert compare.main(["--published", name]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert setting.title in lines[0]
         for r in setting.rows:
             assert r.source and r.numbers()
-    monkeypatch.undo()
-    assert compare.main(["--published", "vigor_same_area"]) == 0
-    out = capsys.readouterr().out
-    assert "VIGOR, same-area" in out and "arXiv 2011.12172" in out and "Afoolbird/SAMP" in out
+            printed = [line for line in lines if line.startswith(f"| {r.method} |")]
+            assert len(printed) == 1 and printed[0].endswith(f"| {r.source} |")
+            assert all(f"{value:.2f}" in printed[0] for value in r.numbers().values())
+        assert all(f"- {note}" in lines for note in setting.not_sourced)
 
 
 def test_unknown_published_setting_is_refused_in_one_line():

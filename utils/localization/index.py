@@ -4,6 +4,9 @@
     DB/index/index.json        the checkpoint and network they come from
     DB/index/faiss.index       the faiss index: exact (flat) for small databases, compressed (ivfpq)
                                above localize.index.threshold tiles (utils/localization/search.py)
+    DB/index/faiss.shard-NNN.index  instead of faiss.index when localize.index.shards > 1 (compressed
+                               only): one trained index, each file a contiguous range of tiles
+                               (utils/localization/sharded_search.py)
 
 The descriptors are read memory-mapped for an approximate index: they stay on disk, and only the
 candidates re-ranked exactly (localize.index.rerank) and the tiles a query asks about are read.
@@ -16,7 +19,8 @@ from typing import Optional
 import numpy as np
 
 from utils.errors import DataError
-from utils.localization.search import IndexSettings, SearchIndex, build_search_index, describe
+from utils.localization.search import IndexSettings, SearchIndex, build_parameters, build_search_index, describe
+from utils.localization.sharded_search import ShardedSearchIndex, build_sharded_index
 
 INDEX_DIR = "index"
 DESCRIPTORS = "descriptors.npy"
@@ -46,14 +50,26 @@ def build_index(db, model, settings=None, progress=True):
     faiss = _faiss()
     search = None
     if faiss is not None:
-        search = build_search_index(stored, settings)
-        faiss.write_index(search.index, os.path.join(out, FAISS_FILE))
+        _remove_faiss_files(out)
+        sharded = settings.shards > 1 and build_parameters(*stored.shape, settings)["kind"] != "flat"
+        if sharded:
+            search = build_sharded_index(stored, settings, out)
+        else:
+            search = build_search_index(stored, settings)
+            faiss.write_index(search.index, os.path.join(out, FAISS_FILE))
     info = {"checkpoint": model.checkpoint, "network": model.network, "tiles": len(db),
             "dimension": int(stored.shape[1]), "faiss": faiss is not None,
             "search": search.parameters if search is not None else {"kind": "numpy"}}
     with open(os.path.join(out, INDEX_INFO), "w") as f:
         json.dump(info, f, indent=1)
     return info
+
+
+def _remove_faiss_files(out):
+    """The faiss files of an earlier build (one index or shards), so none is read with the new ones."""
+    for name in os.listdir(out):
+        if name == FAISS_FILE or (name.startswith("faiss.shard-") and name.endswith((".index", ".partial"))):
+            os.remove(os.path.join(out, name))
 
 
 def describe_index(info):
@@ -67,7 +83,7 @@ def describe_index(info):
 class TileIndex:
     descriptors: np.ndarray       # (T, D) unit
     info: dict
-    searcher: Optional[SearchIndex] = None   # the faiss index (exact or compressed); None: numpy
+    searcher: Optional[object] = None   # SearchIndex or ShardedSearchIndex (exact or compressed); None: numpy
 
     def search(self, queries, k):
         """(similarities (N, k), tile ids (N, k)), best first, by inner product of unit descriptors."""
@@ -94,9 +110,12 @@ def _read_info(out, redo, db):
 def _read_searcher(out, info, descriptors, settings):
     """The stored faiss index as a SearchIndex (its kind from index.json: older ones are exact)."""
     faiss = _faiss()
+    parameters = info.get("search", {"kind": "flat", "tiles": info["tiles"], "dimension": info["dimension"]})
+    if faiss is not None and "shards" in parameters:
+        return ShardedSearchIndex(folder=out, shards=parameters["shards"], parameters=parameters, settings=settings,
+                                  descriptors=descriptors)
     if faiss is None or not os.path.exists(os.path.join(out, FAISS_FILE)):
         return None
-    parameters = info.get("search", {"kind": "flat", "tiles": info["tiles"], "dimension": info["dimension"]})
     return SearchIndex(index=faiss.read_index(os.path.join(out, FAISS_FILE)), parameters=parameters,
                        settings=settings, descriptors=descriptors)
 

@@ -8,7 +8,8 @@
 The approximate kinds return `rerank` candidates, re-ranked exactly against the full descriptors
 when they are given (any array-like indexed by sorted tile ids: a memory-mapped .npy keeps them on
 disk). Descriptors are added shard by shard, so a database need never be in memory at once; the
-trained index and its codes are one faiss index.
+trained index and its codes are one faiss index here, or `shards` files searched one at a time
+(utils/localization/sharded_search.py).
 """
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -31,6 +32,8 @@ class IndexSettings:                 # the `localize.index:` section of the conf
     pretransform_dim: int = 128
     train_size: int = 131072
     shard_size: int = 100000
+    shards: int = 1
+    keep_shards_open: bool = False
     nprobe: int = 32
     rerank: int = 100
     hnsw_m: int = 32
@@ -50,8 +53,8 @@ class IndexSettings:                 # the `localize.index:` section of the conf
         if self.pretransform not in PRETRANSFORMS:
             raise ConfigError(f"localize.index.pretransform is '{self.pretransform}': use one of "
                               f"{', '.join(PRETRANSFORMS)}")
-        positive = ("threshold", "pq_bytes", "pretransform_dim", "train_size", "shard_size", "nprobe", "hnsw_m",
-                    "ef_search")
+        positive = ("threshold", "pq_bytes", "pretransform_dim", "train_size", "shard_size", "shards", "nprobe",
+                    "hnsw_m", "ef_search")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"localize.index.{name} must be >= 1, not {getattr(self, name)}")
@@ -253,10 +256,10 @@ def recall_against_exact(found_ids, exact_ids, k):
 
 
 def describe(parameters):
-    """One line: the kind and its build parameters."""
-    return ", ".join(f"{key} {value}" for key, value in parameters.items())
+    """One line: the kind and its build parameters (shard files: how many)."""
+    return ", ".join(f"{key} {len(value) if key == 'shards' else value}" for key, value in parameters.items())
 
 
 __all__ = ["IndexSettings", "SearchIndex", "build_search_index", "train_index", "add_shards", "shards_of",
            "training_sample", "choose_kind", "build_parameters", "rerank_exact", "recall_against_exact",
-           "automatic_nlist", "uncentred_pca", "describe"]
+           "automatic_nlist", "uncentred_pca", "describe", "set_search_parameters"]
