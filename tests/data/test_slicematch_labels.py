@@ -233,9 +233,9 @@ def test_shipped_files_train_and_evaluate_through_the_corrected_config(side_by_s
     # VIGOR's images are not redistributable: small stand-ins at the paths the real lines name
     train, test = load(side_by_side)
     rng = np.random.default_rng(0)
-    for paths, shape in ((np.union1d(train.sat_paths, test.sat_paths), (64, 64, 3)),
-                         (np.union1d(train.grd_paths, test.grd_paths), (32, 64, 3))):
-        for path in paths:
+    for image_paths, shape in ((np.union1d(train.sat_paths, test.sat_paths), (64, 64, 3)),
+                               (np.union1d(train.grd_paths, test.grd_paths), (32, 64, 3))):
+        for path in image_paths:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             cv2.imwrite(path, rng.integers(0, 256, shape, dtype=np.uint8))
     for city in CITIES:
