@@ -32,7 +32,8 @@ def test_off_is_the_two_view_graph_and_on_adds_views_but_no_variable(tree, tmp_p
     assert set(on.losses) == {"loss", "loss_instance", "loss_triplet", "loss_instance_sat", "loss_instance_grd",
                               "loss_instance_bridge"}
     assert variables(on) == variables(off)          # the drone reuses the satellite's branch and the classifier
-    classifier = [v.op.name for v in on.graph.get_collection("trainable_variables") if v.op.name.startswith("classifier/")]
+    trainable = on.graph.get_collection("trainable_variables")
+    classifier = [v.op.name for v in trainable if v.op.name.startswith("classifier/")]
     assert sorted(classifier) == ["classifier/bottleneck/biases", "classifier/bottleneck/weights",
                                   "classifier/logits/biases", "classifier/logits/weights"]
     logits = on.graph.get_tensor_by_name("classifier/logits/weights/read:0")
