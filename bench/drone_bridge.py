@@ -14,7 +14,8 @@ more per step (24 images against 16). The synthetic set and budget are bench/dro
 (DEFAULT_OVERRIDES); the seed varies initialisation, batch order and the drone drawn per row.
 Each run trains into runs/<experiment>_<arm>_seed<N>/ (re-running continues where it stopped).
 The paired difference is, per seed, the arm's figure minus the `none` arm's. Writes
-drone_bridge.json and drone_bridge.md to --out; not a test.
+drone_bridge.json and drone_bridge.md to --out; not a test. 38 min for the default (3 seeds, 2
+arms) on the 2-core machine shared with other jobs (measured; docs/RESULTS.md).
 """
 import os
 import sys
