@@ -14,3 +14,9 @@ class Inputs:
         self.delta = tf.placeholder(tf.float32, [None, 2], name="delta_1")
         self.delta_semi = tf.placeholder(tf.float32, [None, 2], name="delta_2") if with_semi else None
         self.ratio = tf.placeholder(tf.float32, [None], name="ratio") if with_semi else None
+
+
+def bridge_placeholder(sat_size):
+    """University-1652's three-view training: one image of the bridge view (the drone) per batch
+    row, of the row's building, at the satellite's size (it goes through the satellite's branch)."""
+    return tf.placeholder(tf.float32, [None, sat_size[0], sat_size[1], 3], name="bridge_x")

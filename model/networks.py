@@ -8,6 +8,7 @@ import tensorflow.compat.v1 as tf
 from model import models, models_two_dec
 from model import two_view as two_view_model
 from model.end_points import pick
+from model.inputs import bridge_placeholder
 
 
 def _vgg(cfg):
@@ -68,3 +69,18 @@ def two_view(inputs, cfg, num_classes=None):
                                              bottleneck=m.bottleneck, num_classes=num_classes, **_vgg(cfg))
     names = ("sat_global", "grd_global") + (("sat_logits", "grd_logits") if num_classes else ())
     return pick(end_points, *names)
+
+
+def three_view(inputs, cfg, num_classes):
+    """University-1652's three-view training (`three_view_net`): two_view's graph plus the bridge
+    view (model.bridge_view) fed at `bridge_x` through the satellite's branch and the shared classifier.
+    Training only: evaluation scans the two-view graph, which holds the same variables."""
+    m = cfg.model
+    bridge_x = bridge_placeholder(cfg.data.sat_size)
+    end_points = two_view_model.three_view_net(inputs.sat, inputs.grd, bridge_x, num_classes,
+                                               aggregation=m.aggregation, dimension=m.dimension,
+                                               share_drone_satellite=m.share_drone_satellite,
+                                               bottleneck=m.bottleneck, **_vgg(cfg))
+    net = pick(end_points, "sat_global", "grd_global", "sat_logits", "grd_logits", "bridge_global", "bridge_logits")
+    net["bridge_x"] = bridge_x
+    return net

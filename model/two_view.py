@@ -12,6 +12,11 @@ switch: the trainer's validation scans through the training graph).
 share_drone_satellite: the drone (grd) and satellite branches are one set of weights, built under
 one variable scope (`vgg_shared`, `spatial_shared`) with reuse; otherwise each view has VIGOR's
 scopes and seeds (vgg_grd with vgg_seed, vgg_sat with vgg_seed + 1, spatial_grd, spatial_sat).
+
+three_view_net (the baseline's three-view form, training only): the two-view graph, built first
+and unchanged, plus a bridge view (the drone images when the queries are street views) through
+the satellite's branch (the baseline shares the drone and satellite branches) and the same
+classifier: it adds no variable.
 """
 from collections import namedtuple
 
@@ -24,6 +29,7 @@ from model.vgg import Vgg16
 AGGREGATIONS = ("gap", "safa")
 SHARED = "shared"
 TwoView = namedtuple("TwoView", "sat_global grd_global sat_logits grd_logits")
+ThreeView = namedtuple("ThreeView", TwoView._fields + ("bridge_global", "bridge_logits"))
 
 
 def _aggregate(conv5, aggregation, dimension, name):
@@ -59,12 +65,34 @@ def two_view_net(x_sat, x_grd, aggregation="gap", dimension=8, share_drone_satel
     """TwoView(sat_global, grd_global, sat_logits, grd_logits); the logits are None without num_classes
     (evaluation: the descriptors need no classifier)."""
     branch = dict(aggregation=aggregation, dimension=dimension, vgg_path=vgg_path, vgg_width=vgg_width)
+    sat, grd = _two_branches(x_sat, x_grd, share_drone_satellite, vgg_seed, branch)
+    sat_global, sat_logits = classifier(sat, bottleneck, num_classes)
+    grd_global, grd_logits = classifier(grd, bottleneck, num_classes)
+    return TwoView(sat_global, grd_global, sat_logits, grd_logits)
+
+
+def satellite_branch_name(share_drone_satellite):
+    return SHARED if share_drone_satellite else "sat"
+
+
+def _two_branches(x_sat, x_grd, share_drone_satellite, vgg_seed, branch):
     if share_drone_satellite:
         sat = view_branch(x_sat, SHARED, vgg_seed=vgg_seed, **branch)
         grd = view_branch(x_grd, SHARED, vgg_seed=vgg_seed, reuse=True, **branch)
     else:
         grd = view_branch(x_grd, "grd", vgg_seed=vgg_seed, **branch)
         sat = view_branch(x_sat, "sat", vgg_seed=vgg_seed + 1, **branch)
-    sat_global, sat_logits = classifier(sat, bottleneck, num_classes)
-    grd_global, grd_logits = classifier(grd, bottleneck, num_classes)
-    return TwoView(sat_global, grd_global, sat_logits, grd_logits)
+    return sat, grd
+
+
+def three_view_net(x_sat, x_grd, x_bridge, num_classes, aggregation="gap", dimension=8, share_drone_satellite=True,
+                   bottleneck=512, vgg_path=None, vgg_width=1.0, vgg_seed=0):
+    """ThreeView: two_view_net's end points (same variables, same order) plus the bridge view's
+    descriptor and logits, on the satellite's branch and the one classifier."""
+    two = two_view_net(x_sat, x_grd, aggregation=aggregation, dimension=dimension,
+                       share_drone_satellite=share_drone_satellite, bottleneck=bottleneck, num_classes=num_classes,
+                       vgg_path=vgg_path, vgg_width=vgg_width, vgg_seed=vgg_seed)
+    bridge = view_branch(x_bridge, satellite_branch_name(share_drone_satellite), aggregation, dimension, vgg_path,
+                         vgg_width, vgg_seed, reuse=True)
+    bridge_global, bridge_logits = classifier(bridge, bottleneck, num_classes)
+    return ThreeView(*two, bridge_global, bridge_logits)

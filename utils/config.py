@@ -53,6 +53,7 @@ TYPES = {
     "model.cholesky_initial_sigma_px": OneOf(float, int, type(None)),
     "model.aggregation": OneOf(choices=("gap", "safa")),
     "model.decoder_query": OneOf(choices=("none", "broadcast", "match")),
+    "model.bridge_view": OneOf(choices=("none", "drone")),
     "distribute.strategy": OneOf(choices=("none", "mirrored", "multi_worker")),
     "stages.*.decay_steps": OneOf(int, type(None), choices=("epoch",)),
     "stages.*.steps_per_epoch": OneOf(int, type(None)),
