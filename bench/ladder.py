@@ -9,7 +9,8 @@ overlap, data.synthetic.ambiguity.*), input sizes and VGG width; along each rung
 after each of several step counts (E_2_1's learning rate is constant, so the checkpoint after n
 steps of a longer run is the run of n steps). Rungs with their own sizes train their own short
 E_1a (the demo's schedule); the demo-city rung at the demo's sizes can start E_2_1 from the
-demo's E_1a (--demo-runs), which is the checkpoint its own E_1a would write.
+demo's E_1a (--demo-runs), which is the checkpoint its own E_1a would write, and its point at the
+demo's E_2_1 step count is the demo's E_2_1 checkpoint (the same config), measured, not retrained.
 
 Each point: on the test split, each panorama with its positive tile, the within-tile correlation
 of predicted and true points (rows, columns), the spread ratio (predicted spread / true spread
@@ -119,10 +120,12 @@ def train(cfg, stage, log):
     log["steps"] = log.get("steps", 0) + (wanted - done) * int(cfg.stages[stage.name].steps_per_epoch)
 
 
-def measure(cfg):
-    """position.WithinTile of the rung's last E_2_1 epoch on the test split, positive tiles."""
+def measure(cfg, path=None):
+    """position.WithinTile of an E_2_1 checkpoint (default: the rung's last epoch) on the test split,
+    positive tiles."""
     _, test = load_splits(cfg)
-    _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, "E_2_1"))
+    if path is None:
+        _, path = ckpt.last_epoch_checkpoint(stage_dir(cfg, "E_2_1"))
     network = restore_network(cfg, ckpt.checkpoint_prefix(path), "samp")
     try:
         _, offsets, _, _ = position.positive_pairs(network, build_loader(cfg), test, int(cfg.validation.scan_batch))
@@ -138,6 +141,18 @@ def run_rung(args, rung, results):
         if str(steps) in record["points"]:
             continue
         cfg, per_epoch = rung_config(args, rung, steps)
+        demo_epoch, demo_e2_1 = (ckpt.last_epoch_checkpoint(os.path.join(args.demo_runs, "E_2_1"))
+                                 if rung.demo_e1a and args.demo_runs else (None, None))
+        if demo_epoch is not None and demo_epoch * per_epoch == steps:
+            # the demo's own E_2_1: this rung's config at this step count, already trained
+            print(f"== {rung.name}: the demo's E_2_1 ({demo_e2_1})", flush=True)
+            start = time.time()
+            point = measure(cfg, demo_e2_1)
+            point.update(measure_seconds=time.time() - start, e2_1_steps=steps, checkpoint=demo_e2_1)
+            record["points"][str(steps)] = point
+            save(args, results)
+            print(rung_line(rung.name, steps, point), flush=True)
+            continue
         if not (rung.demo_e1a and args.demo_runs):
             print(f"== {rung.name}: E_1a", flush=True)
             train(cfg, train_first_E_1.E_1a, record["training"].setdefault("E_1a", {}))
@@ -243,7 +258,8 @@ def main(argv=None):
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--experiment", default="ladder", help="runs/<experiment>/<rung>/<stage> (default: ladder)")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--rungs", nargs="+", choices=[r.name for r in RUNGS], default=[r.name for r in RUNGS])
+    parser.add_argument("--rungs", nargs="+", choices=[r.name for r in RUNGS],
+                        default=[r.name for r in reversed(RUNGS)], help="run in this order (default: the cheapest first)")
     parser.add_argument("--easy-root", default="data/synthetic_easy", help="where the easy city is generated")
     parser.add_argument("--demo-root", help="the demo city (default: the config's data.root)")
     parser.add_argument("--demo-runs", help="a demo run's folder (runs/demo): E_2_1 of the demo-city rung starts "
@@ -252,9 +268,9 @@ def main(argv=None):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     results = load(args)
-    for rung in reversed(RUNGS):   # the cheapest first: a study cut short still has the lower rungs
-        if rung.name in args.rungs:
-            run_rung(args, rung, results)
+    by_name = {rung.name: rung for rung in RUNGS}
+    for name in args.rungs:   # in the order given; by default the cheapest first
+        run_rung(args, by_name[name], results)
     ordered = {r.name: results[r.name] for r in RUNGS if r.name in results}
     minutes = study_minutes(ordered)
     text = (ladder_table(ordered) + "\n\n" + goal_table(ordered, minutes) + "\n")

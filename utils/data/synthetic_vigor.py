@@ -32,8 +32,9 @@ unchanged; see `read_difficulty`):
   setback, height, roof and facade colour); the share of repeated buildings around the camera.
 
 Each is scaled to [0, 1]; `difficulty` is their mean. Each can be switched off (`Ambiguity`;
-config `data.synthetic.ambiguity.*`) without changing anything else of the city: the random draws
-are made either way, so the tiles, the points, the file names and the splits stay the same.
+config `data.synthetic.ambiguity.*`); the random draws are made either way, so a panorama's source
+switched off (heading, camera rise, foreground) changes only the panoramas that had it, and
+repeated lots switched off change those buildings (and so the street points near them) only.
 Full overlap (off by default) limits what a panorama sees to a disc that always lies inside its
 positive tile (`FULL_OVERLAP_PX`): the world beyond it is flat and the colour of the horizon haze;
 panoramas still stand anywhere in the central quarter.
