@@ -30,61 +30,14 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from model.uncertainty import spatial_mean_np, uncertainty_np  # noqa: E402
 from utils.cli import graph_mode  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.data.prefetch import scan_pairs  # noqa: E402
 from utils.data.splits import build_loader, load_splits  # noqa: E402
 from utils.evaluation.inference import restore_network  # noqa: E402
-from utils.evaluation.scan import heatmap_to_delta  # noqa: E402
+from utils.evaluation.position import position_probe, positive_pairs, within_tile  # noqa: E402
 from utils.session import checkpoints as ckpt  # noqa: E402
 
-HEAD_INPUT = "L/cholesky_block/dense/xw_plus_b/MatMul"   # its first input: the head's view of the bottleneck
 ALPHAS = (1.0, 10.0, 100.0, 1000.0)
-
-
-def positive_pairs(network, loader, index, batch):
-    """(bottleneck (N, D), offsets (N, 2), error (N,) in 640-px units, uncertainty (N,)) over a split."""
-    bottleneck = network.sess.graph.get_operation_by_name(HEAD_INPUT).inputs[0]
-    parts = {"bottleneck": [], "offsets": [], "uncertainty": []}
-    for (sat, grd), _ in scan_pairs(loader, index, index.labels[:, 0], batch, with_bad=True):
-        feed = network.sat_feed(sat)
-        feed[network.inputs.grd] = grd
-        features, heatmap, L = network.sess.run([bottleneck, network.net["heatmap"], network.net["L"]], feed)
-        parts["bottleneck"].append(features)
-        parts["offsets"].append(heatmap_to_delta(*spatial_mean_np(heatmap), heatmap.shape[1]))
-        parts["uncertainty"].append(uncertainty_np(L))
-    offsets = np.concatenate(parts["offsets"])
-    error = np.linalg.norm(offsets - index.deltas[:, 0, :], axis=1)
-    return np.concatenate(parts["bottleneck"]), offsets, error, np.concatenate(parts["uncertainty"])
-
-
-def within_tile(predicted, true, tiles):
-    """Per tile, offsets minus the tile's mean (tiles with >= 2 panoramas): (predicted std, true std,
-    correlation per axis), and the median error of the panorama-blind estimate (the tile's mean
-    prediction for each of its panoramas)."""
-    blind = np.empty_like(predicted)
-    centred_predicted, centred_true = [], []
-    for tile in np.unique(tiles):
-        rows = tiles == tile
-        blind[rows] = predicted[rows].mean(0)
-        if rows.sum() >= 2:
-            centred_predicted.append(predicted[rows] - predicted[rows].mean(0))
-            centred_true.append(true[rows] - true[rows].mean(0))
-    p, t = np.concatenate(centred_predicted), np.concatenate(centred_true)
-    correlation = [float(np.corrcoef(p[:, k], t[:, k])[0, 1]) for k in (0, 1)]
-    return p.std(), t.std(), correlation, float(np.median(np.linalg.norm(blind - true, axis=1)))
-
-
-def position_probe(train_x, train_true, test_x, test_true, alpha=10.0):
-    """Correlation (rows, columns) on the test split of ridge(bottleneck -> true offset), fitted on
-    the training split: whether the bottleneck, the decoder's only view of the panorama, carries
-    where in the tile the panorama is."""
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-8
-    a, b = (train_x - mean) / std, (test_x - mean) / std
-    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (train_true - train_true.mean(0)))
-    predicted = b @ w
-    return [float(np.corrcoef(predicted[:, k], test_true[:, k])[0, 1]) for k in (0, 1)]
 
 
 def ridge_probe(train_x, train_error, test_x, test_error, alphas=ALPHAS):

@@ -21,11 +21,11 @@ def ensure_dataset(cfg):
     """The dataset root; the synthetic city is generated there on first use."""
     root = resolve_path(cfg.data.root)
     if cfg.data.dataset == "synthetic":
-        from utils.data.synthetic_vigor import ensure_synthetic
+        from utils.data.synthetic_vigor import Ambiguity, ensure_synthetic
         s = cfg.data.synthetic
         ensure_synthetic(root, seed=s.seed, cities=s.cities, tiles_per_side=s.tiles_per_side,
                          panos_per_tile=s.panos_per_tile, pano_size=tuple(s.pano_size),
-                         meters_per_pixel=s.meters_per_pixel)
+                         meters_per_pixel=s.meters_per_pixel, ambiguity=Ambiguity(**s.ambiguity))
     elif cfg.data.dataset == "synthetic_university1652" and not os.path.isdir(os.path.join(root, "train")):
         from utils.data.synthetic_university1652 import generate
         s = cfg.data.synthetic_university1652

@@ -31,7 +31,13 @@ unchanged; see `read_difficulty`):
 * perceptual aliasing: a quarter of the lots repeat one of two template buildings (same footprint
   setback, height, roof and facade colour); the share of repeated buildings around the camera.
 
-Each is scaled to [0, 1]; `difficulty` is their mean.
+Each is scaled to [0, 1]; `difficulty` is their mean. Each can be switched off (`Ambiguity`;
+config `data.synthetic.ambiguity.*`); the random draws are made either way, so a panorama's source
+switched off (heading, camera rise, foreground) changes only the panoramas that had it, and
+repeated lots switched off change those buildings (and so the street points near them) only.
+Full overlap (off by default) limits what a panorama sees to a disc that always lies inside its
+positive tile (`FULL_OVERLAP_PX`): the world beyond it is flat and the colour of the horizon haze;
+panoramas still stand anywhere in the central quarter.
 
 Each city's whole aerial map is also written as a GeoTIFF, `<city>/aerial_map.tif`
 (utils/data/synthetic_raster.py).
@@ -80,6 +86,25 @@ SURROUNDINGS_M = 40.0         # radius of the "surroundings" used by the overlap
 MAX_CAMERA_RISE = 3.5         # metres above CAMERA_HEIGHT at the largest viewpoint change
 MAX_HEADING_ERROR = 10.0      # degrees
 MAX_FOREGROUND = 0.6          # share of the panorama's lower two thirds hidden by foreground
+FULL_OVERLAP_PX = TILE / 2 - QUARTER_LIMIT - 1.0   # 640-px units: a disc of this radius around any
+                              # panorama lies inside its positive tile (it stands within QUARTER_LIMIT of the centre)
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """Which of the ambiguity sources the city has (all, by default: the generator's behaviour
+    before the switches existed)."""
+    heading_error: bool = True     # panoramas turned up to MAX_HEADING_ERROR degrees
+    camera_rise: bool = True       # camera up to MAX_CAMERA_RISE above CAMERA_HEIGHT
+    foreground: bool = True        # vehicles and people in the panorama only
+    repeated_lots: bool = True     # perceptual aliasing: template buildings repeated over the city
+    full_overlap: bool = False     # True: a panorama sees only what lies on its positive tile
+
+    def changes(self):
+        """{field: value} of the switches that differ from the default."""
+        default = Ambiguity()
+        return {name: getattr(self, name) for name in self.__dataclass_fields__
+                if getattr(self, name) != getattr(default, name)}
 
 
 # ---------------------------------------------------------------- city styles
@@ -239,7 +264,7 @@ def _axis_layout(coord, starts, widths, sidewalk):
     return k, road, walk, inner, block_len, centre
 
 
-def build_city_map(name, style, side_px, mpp, rng, origin):
+def build_city_map(name, style, side_px, mpp, rng, origin, repeated_lots=True):
     """Draw one city: colour, height, wall colour and kind layers of side_px x side_px pixels."""
     h = w = side_px
     angle = math.radians(style.angle)
@@ -286,7 +311,7 @@ def build_city_map(name, style, side_px, mpp, rng, origin):
     lot_box_size = rng.uniform(2.0, 6.0, (n_lots, 2)).astype(np.float32)
     lot_box_height = rng.uniform(1.5, 3.5, n_lots).astype(np.float32)
     lot_repeated = _repeat_template_lots(rng, n_lots, lot_kind, lot_height, lot_setback, lot_roof, lot_box,
-                                         lot_box_pos, lot_box_size, lot_box_height)
+                                         lot_box_pos, lot_box_size, lot_box_height, apply=repeated_lots)
 
     kind_of_lot = lot_kind[lot]
     setback = lot_setback[lot]
@@ -365,13 +390,17 @@ def build_city_map(name, style, side_px, mpp, rng, origin):
                    repeated=building & lot_repeated[lot] & (kind == KIND_BUILDING), origin=origin, rotation=(ca, sa))
 
 
-def _repeat_template_lots(rng, n_lots, kind, height, setback, roof, box, box_pos, box_size, box_height):
+def _repeat_template_lots(rng, n_lots, kind, height, setback, roof, box, box_pos, box_size, box_height,
+                          apply=True):
     """Perceptual aliasing: REPEATED_LOT_SHARE of the lots become copies of one of two template
-    buildings (arrays changed in place). Returns the (n_lots,) bool mask of repeated lots."""
+    buildings (arrays changed in place). Returns the (n_lots,) bool mask of repeated lots. With
+    apply=False the same random numbers are drawn and nothing is repeated."""
     repeated = rng.random(n_lots) < REPEATED_LOT_SHARE
     templates = rng.choice(n_lots, 2, replace=False)
-    kind[templates] = 0
     source = templates[rng.integers(0, 2, n_lots)]
+    if not apply:
+        return np.zeros(n_lots, bool)
+    kind[templates] = 0
     for attribute in (kind, height, setback, roof, box, box_pos, box_size, box_height):
         attribute[repeated] = attribute[source[repeated]]
     repeated[templates] = True
@@ -482,12 +511,14 @@ def _cast_shadows(color, height, style, mpp, factor=4):
 RAY_DISTANCES = np.geomspace(0.25, 160.0, 176).astype(np.float64)   # metres along each ray
 
 
-def render_panorama(city, row, col, width=256, height=128, camera_height=CAMERA_HEIGHT, supersample=2):
+def render_panorama(city, row, col, width=256, height=128, camera_height=CAMERA_HEIGHT, supersample=2,
+                    view_radius_m=None):
     """Equirectangular (height x width, BGR uint8) panorama seen from map position (row, col).
 
     (row, col) are continuous coordinates of the map raster (pixel i spans [i, i + 1)). Column j
     looks at azimuth 180 deg + 360 deg (j + 0.5) / width clockwise from north: north at the
-    centre column, as VIGOR's north-aligned panoramas.
+    centre column, as VIGOR's north-aligned panoramas. view_radius_m: nothing beyond this distance
+    is seen (flat, the colour of the horizon haze); None: everything up to RAY_DISTANCES' end.
     """
     style = city.style
     mpp = city.mpp
@@ -504,6 +535,8 @@ def render_panorama(city, row, col, width=256, height=128, camera_height=CAMERA_
     ic = np.floor(sample_col).astype(np.int64)
     ir = np.floor(sample_row).astype(np.int64)
     inside = (ic >= 0) & (ic < map_w) & (ir >= 0) & (ir < map_h)
+    if view_radius_m is not None:
+        inside &= (dist <= view_radius_m)[None, :]
     ic = np.clip(ic, 0, map_w - 1)
     ir = np.clip(ir, 0, map_h - 1)
     tops = np.where(inside, city.height[ir, ic], 0.0)
@@ -551,6 +584,8 @@ def render_panorama(city, row, col, width=256, height=128, camera_height=CAMERA_
 
     horizon_colour = np.asarray(style.sky_horizon, np.float32)
     haze = (1.0 - np.exp(-hit_dist / 140.0)).astype(np.float32)[:, None]
+    if view_radius_m is not None:
+        haze[hit_dist > view_radius_m] = 1.0
     colours = colours * (1.0 - haze) + haze * horizon_colour
 
     blend = (np.clip(np.sin(theta), 0.0, 1.0) ** 0.6).astype(np.float32)[:, None]
@@ -608,16 +643,23 @@ def add_foreground(image, share, rng):
     return float(hidden[region].mean())
 
 
-def render_ambiguous_panorama(city, row, col, pano_size, rng):
+def render_ambiguous_panorama(city, row, col, pano_size, rng, ambiguity=Ambiguity(), view_radius_m=None):
     """The panorama at (row, col) with a random viewpoint change and dynamic foreground, each
-    present half of the time with a uniform amount. Returns (image, raw amounts)."""
+    present half of the time with a uniform amount (a source switched off in `ambiguity` draws
+    the same random numbers and is not applied). Returns (image, raw amounts)."""
     rise = MAX_CAMERA_RISE * rng.uniform() if rng.random() < 0.5 else 0.0
     heading = MAX_HEADING_ERROR * rng.uniform(-1, 1) if rng.random() < 0.5 else 0.0
     foreground = MAX_FOREGROUND * rng.uniform() if rng.random() < 0.5 else 0.0
+    rise = rise if ambiguity.camera_rise else 0.0
+    heading = heading if ambiguity.heading_error else 0.0
     image = render_panorama(city, row, col, width=pano_size[0], height=pano_size[1],
-                            camera_height=CAMERA_HEIGHT + rise)
+                            camera_height=CAMERA_HEIGHT + rise, view_radius_m=view_radius_m)
     image = np.ascontiguousarray(np.roll(image, int(round(heading / 360.0 * pano_size[0])), axis=1))
-    hidden = add_foreground(image, foreground, rng)
+    if ambiguity.foreground:
+        hidden = add_foreground(image, foreground, rng)
+    else:
+        add_foreground(np.empty_like(image), foreground, rng)   # the same draws, on a scratch image
+        hidden = 0.0
     return image, {"foreground_share": hidden, "camera_height": CAMERA_HEIGHT + rise, "heading_error_deg": heading}
 
 
@@ -644,12 +686,14 @@ class Surroundings:
         inside = (np.abs(self.disc[:, 0] + d_row) < self.half) & (np.abs(self.disc[:, 1] + d_col) < self.half)
         return float(inside.mean())
 
-    def measure(self, row, col, positive):
-        overlap = self._overlap(row - self.centres[positive[0]], col - self.centres[positive[1]])
+    def measure(self, row, col, positive, full_overlap=False):
+        """full_overlap: the panorama sees only a disc inside its tile (overlap 1, low overlap 0)."""
+        overlap = 1.0 if full_overlap else self._overlap(row - self.centres[positive[0]], col - self.centres[positive[1]])
         r, c = int(row), int(col)
         buildings = float(self.building[r, c])
         corner, centre = self.overlap_range
-        return {"overlap": overlap, "low_overlap": float(np.clip((centre - overlap) / (centre - corner), 0.0, 1.0)),
+        return {"overlap": overlap,
+                "low_overlap": 0.0 if full_overlap else float(np.clip((centre - overlap) / (centre - corner), 0.0, 1.0)),
                 "repeated_share": float(self.repeated[r, c]) / buildings if buildings > 1e-6 else 0.0}
 
 
@@ -740,16 +784,18 @@ def _fmt(x):
     return repr(float(x))
 
 
-def city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail):
+def city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail, repeated_lots=True):
     """One city's map (deterministic for seed and index) and the generator left after drawing it."""
     rng = np.random.default_rng([seed, index])
     style = STYLES.get(name) or random_style(rng)
     side = (2 * margin + STRIDE * (tiles_per_side + 1)) // detail
-    return build_city_map(name, style, side, mpp * detail, rng, city_origin(name, index)), rng
+    return build_city_map(name, style, side, mpp * detail, rng, city_origin(name, index), repeated_lots), rng
 
 
-def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_per_tile, mpp, margin, detail):
-    city, rng = city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail)
+def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_per_tile, mpp, margin, detail,
+                   ambiguity=Ambiguity()):
+    city, rng = city_and_rng(name, index, seed, tiles_per_side, mpp, margin, detail, ambiguity.repeated_lots)
+    view_radius_m = FULL_OVERLAP_PX * mpp if ambiguity.full_overlap else None
     centres = tile_grid(tiles_per_side, margin) // detail          # map (raster) coordinates
     aerial = full_resolution(city.color, detail)                   # tiles and GeoTIFF are cut from it
 
@@ -778,10 +824,10 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
         pano = pano_file_name(_pano_prefix(rng), float(lat), float(lng))
         ri, rj = covering_tiles(prow, centres)
         ci, cj = covering_tiles(pcol, centres)
-        image, ambiguity = render_ambiguous_panorama(city, prow, pcol, pano_size, rng)
-        ambiguity.update(surroundings.measure(prow, pcol, (ri, ci)))
+        image, amounts = render_ambiguous_panorama(city, prow, pcol, pano_size, rng, ambiguity, view_radius_m)
+        amounts.update(surroundings.measure(prow, pcol, (ri, ci), ambiguity.full_overlap))
         cv2.imwrite(os.path.join(pano_dir, pano), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        difficulty_rows.append(difficulty_row(pano, ambiguity))
+        difficulty_rows.append(difficulty_row(pano, amounts))
         semis = [(rj, ci), (ri, cj), (rj, cj)]
         semis = [semis[s] for s in rng.permutation(3)]
         plat, plng = parse_pano_name(pano)
@@ -808,20 +854,25 @@ def _generate_city(out_dir, name, index, seed, tiles_per_side, pano_size, panos_
     return {"tiles": len(tile_names), "panoramas": len(lines), "train": len(train), "test": len(test)}
 
 
-def _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail):
-    return {"version": GENERATOR_VERSION, "seed": int(seed), "cities": int(cities),
-            "tiles_per_side": int(tiles_per_side), "pano_size": [int(pano_size[0]), int(pano_size[1])],
-            "panos_per_tile": float(panos_per_tile), "meters_per_pixel": float(meters_per_pixel),
-            "margin": int(margin), "detail": int(detail)}
+def _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail,
+                ambiguity=Ambiguity()):
+    params = {"version": GENERATOR_VERSION, "seed": int(seed), "cities": int(cities),
+              "tiles_per_side": int(tiles_per_side), "pano_size": [int(pano_size[0]), int(pano_size[1])],
+              "panos_per_tile": float(panos_per_tile), "meters_per_pixel": float(meters_per_pixel),
+              "margin": int(margin), "detail": int(detail)}
+    if ambiguity.changes():   # only then: a default city's manifest stays as it was before the switches
+        params["ambiguity"] = ambiguity.changes()
+    return params
 
 
 def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), panos_per_tile=1.5,
-             meters_per_pixel=0.114, margin=256, detail=2, progress=False):
+             meters_per_pixel=0.114, margin=256, detail=2, progress=False, ambiguity=Ambiguity()):
     """Write a synthetic dataset in VIGOR's format to out_dir (replaced if it was ours); returns it.
 
     pano_size is (width, height). detail: the map is drawn with one pixel per `detail` tile
     pixels (1 = full 640-px detail; 2, the default, draws 4x fewer pixels and upsamples the
-    tiles). Written to a temporary sibling first, then renamed.
+    tiles). ambiguity: which sources of ambiguity the city has. Written to a temporary sibling
+    first, then renamed.
     """
     if cities < 1 or tiles_per_side < 2:
         raise ValueError("need at least 1 city and 2 tiles per side")
@@ -829,7 +880,8 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
         raise ValueError(f"detail must be 1, 2 or 4 and divide margin ({margin})")
     if pano_size[0] != 2 * pano_size[1]:
         raise ValueError(f"pano_size {pano_size} is not 2:1 (width, height)")
-    params = _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail)
+    params = _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail,
+                         ambiguity)
     out_dir = os.path.abspath(str(out_dir))
     work = f"{out_dir}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
@@ -840,7 +892,7 @@ def generate(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), 
 
     def one_city(i):
         return _generate_city(work, names[i], i, seed, tiles_per_side, pano_size, panos_per_tile,
-                              meters_per_pixel, margin, detail)
+                              meters_per_pixel, margin, detail, ambiguity)
 
     # each city has its own random stream ([seed, index]), so cities in parallel write the same bytes;
     # threads, because numpy and OpenCV release the GIL while they draw (2 cities: 26.9 s -> 15.4 s)
@@ -909,12 +961,13 @@ def read_manifest(out_dir):
 
 
 def ensure_synthetic(out_dir, seed=0, cities=4, tiles_per_side=6, pano_size=(256, 128), panos_per_tile=1.5,
-                     meters_per_pixel=0.114, margin=256, detail=2, progress=False):
+                     meters_per_pixel=0.114, margin=256, detail=2, progress=False, ambiguity=Ambiguity()):
     """Generate the dataset unless out_dir already holds one made with the same parameters."""
-    params = _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail)
+    params = _parameters(seed, cities, tiles_per_side, pano_size, panos_per_tile, meters_per_pixel, margin, detail,
+                         ambiguity)
     manifest = read_manifest(out_dir)
     if manifest is not None and manifest.get("parameters") == params:
         return os.path.abspath(str(out_dir))
     return generate(out_dir, seed=seed, cities=cities, tiles_per_side=tiles_per_side, pano_size=pano_size,
                     panos_per_tile=panos_per_tile, meters_per_pixel=meters_per_pixel, margin=margin,
-                    detail=detail, progress=progress)
+                    detail=detail, progress=progress, ambiguity=ambiguity)
