@@ -2,7 +2,7 @@
 easy one to the demo's, each measured by where in its tile each test panorama is predicted.
 
     python bench/ladder.py                                  # every rung, configs/demo.yaml underneath
-    python bench/ladder.py --rungs demo_city --demo-runs /work/demo-run/runs/demo --demo-root /work/demo-run/synthetic
+    python bench/ladder.py --rungs demo_city --demo-runs runs/demo   # the demo city and checkpoints of python demo.py
 
 A rung is a city (the demo's, or the easy one: none of the four ambiguity sources and full
 overlap, data.synthetic.ambiguity.*), input sizes and VGG width; along each rung E_2_1 is measured
