@@ -86,8 +86,8 @@ def test_a_head_scale_in_a_stage_without_heads_is_an_error_naming_the_key():
 def test_a_stage_script_given_a_head_scale_it_cannot_use_stops_with_one_line(city, tmp_path):
     """A real `python train_first_E_1.py` whose E_1a (no SAMP heads) is given head_lr_scale 5."""
     repo = paths.REPO
-    overrides = [f"data.root={city}", f"runs_dir={tmp_path}", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]",
-                 "model.vgg_width=0.125", "stages.E_1a.head_lr_scale=5"]
+    overrides = [f"data.root={city}", "data.dataset=vigor", f"runs_dir={tmp_path}", "data.sat_size=[64, 64]",
+                 "data.grd_size=[32, 64]", "model.vgg_width=0.125", "stages.E_1a.head_lr_scale=5"]
     done = subprocess.run([sys.executable, os.path.join(repo, "train_first_E_1.py")]
                           + [f"--set={o}" for o in overrides], capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
