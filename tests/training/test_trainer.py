@@ -187,8 +187,8 @@ def test_evaluate_a_checkpoint_of_each_network(all_stages, tmp_path):
     import evaluate
     cfg, metrics = all_stages
     sets = []
-    for key in ("data.root", "runs_dir", "data.sat_size", "data.grd_size", "model.vgg_width", "model.fc_dim",
-                "model.out_dim", "model.cholesky_hidden", "model.decoder_width"):
+    for key in ("data.root", "data.dataset", "runs_dir", "data.sat_size", "data.grd_size", "model.vgg_width",
+                "model.fc_dim", "model.out_dim", "model.cholesky_hidden", "model.decoder_width"):
         node = cfg
         for part in key.split("."):
             node = node[part]
