@@ -44,6 +44,7 @@ TYPES = {
     "data.query_view": OneOf(choices=("drone", "street")),
     "data.resolution": OneOf(float, int, choices=("original", "corrected", "dataset", "auto")),
     "data.on_bad_sample": OneOf(choices=("error", "skip")),
+    "data.positives": OneOf(choices=("central", "covering", "centred")),
     "data.labels": OneOf(choices=("original", "corrected")),
     "data.train_cities": OneOf(list, type(None)),
     "data.test_cities": OneOf(list, type(None)),
