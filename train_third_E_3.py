@@ -88,7 +88,9 @@ def feed_weights(session, auxiliary, weights, item, feed):
 
 
 E_3 = Stage(name="E_3", network=networks.samp, losses=weighted_iou_losses, with_semi=True, mining=False,
-            restore_exclude=["Variable"], prepare=semi_positive_weights, extra_feed=feed_weights)
+            restore_exclude=["Variable"], prepare=semi_positive_weights, extra_feed=feed_weights,
+            refuses_covering="its weight table holds the uncertainty of label columns 1..3 only, and a "
+                             "covering semi-positive can be column 0 (the central tile)")
 
 
 def main(argv=None):

@@ -6,6 +6,12 @@ panorama it covers), check_overlap (no two panoramas of a batch share any of the
 tiles), the semi-positive column drawn uniformly from 1..3, and VIGOR's global hard-negative
 mining (cal_ranking_train_limited, the second half of a batch drawn next to the first half's
 hardest tiles). All randomness comes from one numpy Generator, so a saved state resumes exactly.
+
+`covering=True` (data.positives: covering, a new option, off by default) trains on panoramas up to
+their tiles' edges: each sample's positive is drawn among the four tiles that hold its panorama
+(label columns 0..3, with that column's offset) and the semi-positive among the other three; a
+mined sample takes the hard tile it was drawn for as its positive. Off, no draw is added to the
+random stream, so the batches are the original's bit for bit.
 """
 import json
 from dataclasses import dataclass
@@ -18,21 +24,24 @@ from utils.errors import DataError
 @dataclass
 class Batch:
     grd: np.ndarray                  # (B,) panorama indices
-    sat: np.ndarray                  # (B,) positive tile indices, labels[grd, 0]
+    sat: np.ndarray                  # (B,) positive tile indices, labels[grd, 0] (covering: labels[grd, positive_choice])
     semi: np.ndarray = None          # (B,) semi-positive tile indices (None in plain mode)
-    semi_choice: np.ndarray = None   # (B,) label column 1..3 the semi-positive came from
+    semi_choice: np.ndarray = None   # (B,) label column 1..3 the semi-positive came from (covering: 0..3)
     delta: np.ndarray = None         # (B, 2) offsets of the positive
     delta_semi: np.ndarray = None    # (B, 2) offsets of the semi-positive
     mined: np.ndarray = None         # (B,) bool: drawn next to a kept hard tile of the mining pool
+    positive_choice: np.ndarray = None  # (B,) label column 0..3 of the positive (covering only; None: column 0)
 
     def __len__(self):
         return len(self.grd)
 
 
-def make_batch(index, grd, semi_choice=None, mined=None):
+def make_batch(index, grd, semi_choice=None, mined=None, positive_choice=None):
     grd = np.asarray(grd, dtype=np.int64)
-    batch = Batch(grd=grd, sat=index.labels[grd, 0].copy(), delta=index.deltas[grd, 0].copy(),
-                  mined=None if mined is None else np.asarray(mined, dtype=bool))
+    column = 0 if positive_choice is None else np.asarray(positive_choice, dtype=np.int64)
+    batch = Batch(grd=grd, sat=index.labels[grd, column].copy(), delta=index.deltas[grd, column].copy(),
+                  mined=None if mined is None else np.asarray(mined, dtype=bool),
+                  positive_choice=None if positive_choice is None else column.copy())
     if semi_choice is not None:
         choice = np.asarray(semi_choice, dtype=np.int64)
         batch.semi_choice = choice
@@ -135,11 +144,13 @@ class TrainSampler:
     many batches make an epoch is `steps_per_epoch`'s answer.
     """
 
-    def __init__(self, index, batch_size, with_semi=False, mining=None, seed=0, max_tries=100000):
+    def __init__(self, index, batch_size, with_semi=False, mining=None, seed=0, max_tries=100000,
+                 covering=False):
         self.index = index
         self.labels = np.asarray(index.labels, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.with_semi = bool(with_semi)
+        self.covering = bool(covering)
         self.mining = mining
         self.max_tries = int(max_tries)
         self.rng = np.random.default_rng(seed)
@@ -159,6 +170,17 @@ class TrainSampler:
             raise DataError(f"{self.index.name}: no panorama left to sample")
         self.cover = {tile: np.array(panos, dtype=np.int64) for tile, panos in cover.items()}
         self.cover_tiles = np.array(list(self.cover), dtype=np.int64)   # first-appearance order
+        if self.covering:
+            self._build_holders(excluded)
+
+    def _build_holders(self, excluded):
+        """covering: tile -> (panorama, label column) of every panorama the tile holds (any column)."""
+        holders = {}
+        for i, row in enumerate(self.labels.tolist()):
+            if i not in excluded:
+                for column, tile in enumerate(row):
+                    holders.setdefault(tile, []).append((i, column))
+        self.holders = {tile: np.array(pairs, dtype=np.int64) for tile, pairs in holders.items()}
 
     # ---------------------------------------------------------------- the original's helpers
     def random_panorama(self):
@@ -181,42 +203,65 @@ class TrainSampler:
                         f"batches of {self.batch_size}: lower the batch size")
 
     def _draw_mined(self, anchor, used_tiles):
-        """A panorama whose positive is one of the anchor's kept hard tiles (falls back to random)."""
+        """A panorama whose positive is one of the anchor's kept hard tiles (falls back to random).
+
+        Returns (panorama, from_pool, positive column): the column is the hard tile's among the
+        panorama's labels under covering, 0 otherwise, or None where the draw fell back to random."""
         kept = self.mining.kept[anchor]
         n_keep = len(kept)
         tries = 0
         for _ in range(self.max_tries):
+            column = None
             if tries <= n_keep:
                 tile = int(kept[-1 - self.rng.integers(n_keep)])
-                panos = self.cover.get(tile)
-                if panos is None:
-                    tries += 1
-                    continue
-                i = int(panos[self.rng.integers(len(panos))])
+                if self.covering:
+                    pairs = self.holders.get(tile)
+                    if pairs is None:
+                        tries += 1
+                        continue
+                    i, column = (int(v) for v in pairs[self.rng.integers(len(pairs))])
+                else:
+                    panos = self.cover.get(tile)
+                    if panos is None:
+                        tries += 1
+                        continue
+                    i = int(panos[self.rng.integers(len(panos))])
+                    column = 0
                 from_pool = True
             else:
                 i = self.random_panorama()
                 from_pool = False
             tries += 1
             if not self.overlaps(used_tiles, i):
-                return i, from_pool
+                return i, from_pool, column
         raise DataError(f"{self.index.name}: no non-overlapping panorama found for a mined batch after "
                         f"{self.max_tries} tries: lower the batch size")
 
-    def _semi_column(self):
-        return int(self.rng.integers(1, 4))
+    def _semi_column(self, positive_column=0):
+        """The original: uniform over 1..3; covering: uniform over the three columns but the positive's."""
+        if not self.covering:
+            return int(self.rng.integers(1, 4))
+        column = int(self.rng.integers(0, 3))
+        return column + (column >= positive_column)
+
+    def _positive_column(self, column=None):
+        """covering: uniform over 0..3 unless a mined draw fixed it; otherwise column 0, no draw."""
+        if not self.covering:
+            return 0
+        return int(self.rng.integers(0, 4)) if column is None else int(column)
 
     # ---------------------------------------------------------------- batches
     def next_batch(self):
-        grd, choice, mined = [], [], []
+        grd, choice, mined, positive = [], [], [], []
         used = set()
 
-        def add(i, from_pool):
+        def add(i, from_pool, column=None):
             grd.append(i)
             used.update(self.labels[i].tolist())
             mined.append(from_pool)
+            positive.append(self._positive_column(column))
             if self.with_semi:
-                choice.append(self._semi_column())
+                choice.append(self._semi_column(positive[-1]))
 
         mining = self.mining is not None and self.mining.ready
         random_count = max(1, self.batch_size // 2) if mining else self.batch_size
@@ -226,7 +271,8 @@ class TrainSampler:
             for b in range(self.batch_size - random_count):
                 add(*self._draw_mined(grd[b % random_count], used))
         self.batches_drawn += 1
-        return make_batch(self.index, grd, choice if self.with_semi else None, mined)
+        return make_batch(self.index, grd, choice if self.with_semi else None, mined,
+                          positive if self.covering else None)
 
     def replace_sample(self, batch, pos):
         """Put a fresh random panorama at row `pos` of `batch` (used when an image turns out bad)."""
@@ -237,14 +283,19 @@ class TrainSampler:
         i = self._draw_free(used)
         grd = batch.grd.copy()
         grd[pos] = i
+        positive = None
+        if self.covering:
+            positive = (batch.positive_choice if batch.positive_choice is not None
+                        else np.zeros(len(grd), np.int64)).copy()
+            positive[pos] = self._positive_column()
         choice = None
         if batch.semi_choice is not None:
             choice = batch.semi_choice.copy()
-            choice[pos] = self._semi_column()
+            choice[pos] = self._semi_column(0 if positive is None else positive[pos])
         mined = None if batch.mined is None else batch.mined.copy()
         if mined is not None:
             mined[pos] = False
-        return make_batch(self.index, grd, choice, mined)
+        return make_batch(self.index, grd, choice, mined, positive)
 
     def exclude(self, grd_idx):
         """Never draw panorama grd_idx again (its image or one of its tiles is bad)."""

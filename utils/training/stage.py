@@ -43,6 +43,7 @@ class Stage:
     # (session, auxiliary, prepared, item, feed) -> None: adds the stage's own values to each step's feed
     extra_feed: Optional[Callable] = None
     heatmaps: tuple = ()  # names of the network's tensors shown as TensorBoard images (the tags)
+    refuses_covering: Optional[str] = None  # why the stage cannot train with data.positives covering
 
 
 def as_stage_losses(returned):

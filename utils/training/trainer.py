@@ -17,7 +17,7 @@ from tqdm import tqdm
 from utils.data.prefetch import Prefetcher
 from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
-from utils.errors import TrainingStopped
+from utils.errors import ConfigError, TrainingStopped
 from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import search, validate_top_blocked
 from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass
@@ -69,6 +69,9 @@ class Trainer:
         self.overwrite = overwrite  # a fresh run may empty a stage folder that holds checkpoints
         self.stop_after_steps = stop_after_steps  # tests: simulate an interrupt after N steps
         self.show_progress = show_progress
+        if cfg.data.positives == "covering" and stage.refuses_covering:
+            raise ConfigError(f"{stage.name} cannot train with data.positives covering: {stage.refuses_covering}; "
+                              "set data.positives central for this stage")
         self.run_dir = stage_dir(cfg, stage.name)
         self.dist = Distribution(cfg)
         if self.dist.is_chief:  # the run folder is the chief's: the other workers write nothing
@@ -112,7 +115,8 @@ class Trainer:
             self.mining = MiningPool(len(self.train_index.sat_paths), len(self.train_index.grd_paths), dim,
                                      pool_size=self.cfg.mining.pool_size, keep=self.cfg.mining.keep)
         self.sampler = TrainSampler(self.train_index, self.batch_size, with_semi=self.stage.with_semi,
-                                    mining=self.mining, seed=self.cfg.seed)
+                                    mining=self.mining, seed=self.cfg.seed,
+                                    covering=self.cfg.data.positives == "covering")
 
     def _state_arrays(self, sampler_state):
         arrays = {f"sampler/{k}": np.asarray(v) for k, v in sampler_state.items()}
