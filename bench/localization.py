@@ -289,9 +289,8 @@ def offset_spread(localizer, prediction):
     return float(max(spreads))
 
 
-def tune(localizers, root, cities, settings):
-    """Fusion settings by the median fused error on validation panoramas, then joint settings by
-    the median joint error on validation sequences. Returns (settings, the tables' rows)."""
+def tune_fusion(localizers, root, cities, settings):
+    """Fusion settings by the median fused error on validation panoramas: (settings, panoramas, rows)."""
     single = [(localizer, r) for c in cities for localizer in [localizers[c]]
               for r in localizer.localize_all(sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))),
                                               progress=False)]
@@ -301,7 +300,13 @@ def tune(localizers, root, cities, settings):
         errors = [error(localizer, localizer.refit(r, trial)) for localizer, r in single]
         fusion_rows.append({"temperature": temperature, "min_sigma_m": min_sigma, **summary(errors)})
     best = min(fusion_rows, key=lambda r: (r["median"], -r["within_25"]))
-    settings = replace(settings, temperature=best["temperature"], min_sigma_m=best["min_sigma_m"])
+    return replace(settings, temperature=best["temperature"], min_sigma_m=best["min_sigma_m"]), len(single), fusion_rows
+
+
+def tune(localizers, root, cities, settings):
+    """Fusion settings by the median fused error on validation panoramas, then joint settings by
+    the median joint error on validation sequences. Returns (settings, the tables' rows)."""
+    settings, panoramas, fusion_rows = tune_fusion(localizers, root, cities, settings)
     predicted = predict_sequences(localizers, root, cities, VALIDATION_SEQUENCE_DIR)
     joint_rows = []
     for consensus, outlier in itertools.product(CONSENSUS, OUTLIER_SHARES):
@@ -310,7 +315,7 @@ def tune(localizers, root, cities, settings):
                            **sequence_summary(joint_errors(predicted, trial))})
     best = min(joint_rows, key=lambda r: (r["joint"]["median"], -r["joint_better"]))
     settings = replace(settings, joint_consensus=best["consensus"], joint_outlier_share=best["outlier_share"])
-    return settings, {"validation_panoramas": len(single), "fusion": fusion_rows,
+    return settings, {"validation_panoramas": panoramas, "fusion": fusion_rows,
                       "validation_sequences": len(predicted), "joint": joint_rows}
 
 
