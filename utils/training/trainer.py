@@ -17,7 +17,7 @@ from tqdm import tqdm
 from utils.data.prefetch import Prefetcher
 from utils.data.sampler import MiningPool, TrainSampler, steps_per_epoch
 from utils.data.splits import build_loader, load_splits
-from utils.errors import TrainingStopped
+from utils.errors import ConfigError, TrainingStopped
 from utils.evaluation.finite import count_non_finite
 from utils.evaluation.retrieval import search, validate_top_blocked
 from utils.evaluation.scan import Scanner, ScanNetwork, descriptor_pass
@@ -70,6 +70,9 @@ class Trainer:
         self.stop_after_steps = stop_after_steps  # tests: simulate an interrupt after N steps
         self.show_progress = show_progress
         self.run_dir = stage_dir(cfg, stage.name)
+        if stage.with_semi and cfg.data.positives == "centred":
+            raise ConfigError(f"{stage.name} learns offsets from semi-positives, and data.positives=centred has "
+                              f"none (every offset 0): train it with data.positives=central")
         self.dist = Distribution(cfg)
         if self.dist.is_chief:  # the run folder is the chief's: the other workers write nothing
             os.makedirs(self.run_dir, exist_ok=True)
