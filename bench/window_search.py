@@ -3,7 +3,7 @@ where in its positive tile each test panorama is put by the window search, again
 against the checkpoint's offset head. Prints markdown tables.
 
     python bench/window_search.py --config CFG --checkpoint CKPT [--set key=value ...]
-        [--strides 20,40,80] [--temperatures 0.005,0.01,0.02,0.05,0.1] [--out DIR]
+        [--strides 20,40,80] [--temperatures 0.01,0.02,0.05,0.1,0.2,0.5] [--out DIR]
 
 Per test city, the window grid is cut from `<data.root>/<city>/aerial_map.tif` through a database
 of the network's tile side (cut once under --out, shared by checkpoints; descriptors per checkpoint).
@@ -38,7 +38,7 @@ from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
 STRIDES_PX = (20, 40, 80)
-TEMPERATURES = (0.005, 0.01, 0.02, 0.05, 0.1)
+TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 CORRELATION_GOAL, MEDIAN_RATIO_GOAL, ERROR_GOAL, DIFFICULTY_GOAL = 0.5, 0.5, 0.4, 0.2
 DIFFICULTY = "difficulty"             # the column of the recorded difficulty the goal reads
 

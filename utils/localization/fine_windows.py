@@ -50,18 +50,23 @@ def checkpoint_key(checkpoint):
     return f"{checkpoint}@{stamp[0] if stamp else 0}"
 
 
+def check_raster(db):
+    """DataError unless db keeps the raster (and grid) windows are cut from."""
+    raster = db.info.get("raster")
+    if not raster or not os.path.exists(raster):
+        raise DataError(f"localize.fine=windows cuts windows from {db.root}'s raster {raster}, which does not "
+                        f"exist: put the raster back there, or set localize.fine=head")
+    if "grid" not in db.info:
+        raise DataError(f"{db.root} was built before tiles were cut on a ground-resolution grid: rebuild it "
+                        f"with localize.py build, or set localize.fine=head")
+
+
 class FineWindows:
     """The window grid over a database's raster, its images and per-checkpoint descriptors."""
 
     def __init__(self, db, stride_px, window_px=None):
         """stride_px: at the 640-px tile convention; window_px: side written (default: db's tile size)."""
-        raster = db.info.get("raster")
-        if not raster or not os.path.exists(raster):
-            raise DataError(f"localize.fine=windows cuts windows from {db.root}'s raster {raster}, which does not "
-                            f"exist: put the raster back there, or set localize.fine=head")
-        if "grid" not in db.info:
-            raise DataError(f"{db.root} was built before tiles were cut on a ground-resolution grid: rebuild it "
-                            f"with localize.py build, or set localize.fine=head")
+        check_raster(db)
         self.db = db
         self.step = max(1, int(round(stride_px * db.tile_px / LABEL_SIDE)))
         self.window_px = min(int(window_px), db.tile_px) if window_px else db.tile_px
