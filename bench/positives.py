@@ -31,8 +31,8 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
+from bench.ladder import EASY_CITY, LARGE_INPUTS, train  # noqa: E402  (pins numerics too, before TensorFlow)
 import train_first_E_1  # noqa: E402
-from bench.ladder import EASY_CITY, LARGE_INPUTS, train  # noqa: E402
 from utils.cli import run  # noqa: E402
 from utils.config import load_config, resolve_path  # noqa: E402
 from utils.data.splits import build_loader, load_splits  # noqa: E402
