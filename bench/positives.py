@@ -119,7 +119,7 @@ def comparison_table(results):
                       if v else "-")
         lines.append(f"| {r['inputs']} | {r['positives']} | {r['steps']} | {w['correlation_rows']:.3f} | "
                      f"{w['correlation_cols']:.3f} | {w['spread_ratio']:.3f} | {w['fine_median']:.2f} | "
-                     f"{w['centre_median']:.2f} | {w["fine_median"] / w["centre_median"]:.3f} | "
+                     f"{w['centre_median']:.2f} | {w['fine_median'] / w['centre_median']:.3f} | "
                      f"{w['stride_px']}, {w['temperature']:g} | {100 * r['retrieval']['top1']:.1f} % | {validation} |")
     return lines
 
