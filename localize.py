@@ -105,6 +105,9 @@ def open_model(args, modality=None):
     settings = Settings.from_config(cfg)
     db = load_database(args.db)
     check_matches_training(db, cfg, settings.size_tolerance)
+    if settings.fine == "windows":
+        from utils.localization.fine_windows import check_raster
+        check_raster(db)                      # before the checkpoint is restored
     return LocalizationModel(cfg, args.checkpoint, modality), db, settings, IndexSettings.from_config(cfg)
 
 

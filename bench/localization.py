@@ -70,6 +70,8 @@ RERANK_NAMES = {"spatial": "spatial re-rank", "expansion": "query expansion", "k
 GRAPH_GRID = [{"graph_candidates": k, "graph_support": support}
               for k, support in itertools.product((5, 10, 20), (0.5, 1.0, 2.0, 5.0))]
 RECUT_CANDIDATES = (1, 2, 3, 5)
+FINE_TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)   # localize.fine=windows: tried on validation (dense)
+WINDOWS_ROW = "dense, window search (fine: windows)"
 EDGE_BANDS = (0.0, 0.125, 0.25, 0.375)
 SPARSE_GOAL, RERANK_GOAL, RECOVER_GOAL, SPOIL_GOAL, JOINT_GOAL = 1.5, 0.03, 0.25, 0.02, 0.70
 
@@ -431,7 +433,7 @@ def goal_table(results):
     """measured | goal | met, on the test split, for settings chosen on validation."""
     d, j = results["databases"], results["joint"]
     dense, graph = d["dense (stride 320)"], d["dense, graph predictor"]
-    best_name, best = max(((n, r) for n, r in d.items() if n.startswith("dense, ") and n != "dense, graph predictor"),
+    best_name, best = max(((n, r) for n, r in d.items() if n.startswith("dense, ") and n not in ("dense, graph predictor", WINDOWS_ROW)),
                           key=lambda item: item[1]["top1_hit"])
     recut = next(r for n, r in d.items() if n.startswith("sparse + raster"))
     sparse_goal = SPARSE_GOAL * dense["fused"]["median"]
@@ -498,16 +500,54 @@ def validation_paths(root, cities):
     return {c: sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))) for c in cities}
 
 
+def tune_fine(model, root, cities, settings, out, validation):
+    """localize.fine=windows: the window temperature with the lowest median fused error on the
+    validation panoramas (dense database, the fusion's settings as chosen for the offset head)."""
+    trials = []
+    for temperature in FINE_TEMPERATURES:
+        rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, fine="windows",
+                                            fine_temperature=temperature), validation)
+        recovered, spoiled = recoveries(rows)
+        trials.append({"fine_temperature": temperature, "median": float(np.median([r["fused"] for r in rows])),
+                       "recovered": recovered, "spoiled": spoiled})
+    return min(trials, key=lambda t: t["median"]), trials
+
+
+def fine_table(results):
+    """The offset head against the window search (localize.fine) on the dense database and the sequences."""
+    t = results["tuning"]["fine"]
+    lines = [f"Validation (dense): the window search (stride {results['settings']['fine_stride_px']} px at 640) by "
+             f"temperature; chosen: {results['chosen']['fine']['fine_temperature']:g} (lowest median)", "",
+             "| window temperature | fused median m | wrong top-1 recovered % | right top-1 spoiled % |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['fine_temperature']:g} | {r['median']:.1f} | {pct(r['recovered'])} | {pct(r['spoiled'])} |"
+              for r in t]
+    lines += ["", "| fine localization (test) | dense fused median m | <=10 m % | wrong top-1 recovered % | "
+              "right top-1 spoiled % | sequences: joint median m | joint closer than fused single % | spread of the "
+              "panoramas' points in one shared tile m |", "|---|---|---|---|---|---|---|---|"]
+    for name, row, joint in (("offset head", results["databases"]["dense (stride 320)"], results["joint"]),
+                             ("window search", results["databases"][WINDOWS_ROW], results["joint_windows"])):
+        lines.append(f"| {name} | {row['fused']['median']:.1f} | {pct(row['fused']['within_10'])} | "
+                     f"{pct(row['recovered_share'])} | {pct(row['spoiled_share'])} | {joint['joint']['median']:.1f} | "
+                     f"{pct(joint['joint_better'])} | {joint['offset_spread_m']:.2f} |")
+    return lines
+
+
 def test_variants(settings, chosen):
     """(name, stride, settings changes) of every test row."""
-    base = {"rerank": "none", "predictor": "fusion", "recut_candidates": 0}
+    base = {"rerank": "none", "predictor": "fusion", "recut_candidates": 0, "fine": "head"}
     variants = [("dense (stride 320)", 320, base), ("sparse (stride 640)", 640, base),
                 (f"sparse + raster, windows re-cut around top {chosen['recut']['recut_candidates']}", 640,
                  {**base, "recut_candidates": chosen["recut"]["recut_candidates"]})]
     variants += [(f"dense, {name}", 320, {**base, "rerank": method, **chosen["rerank"].get(method, {})})
                  for method, name in RERANK_NAMES.items()]
     graph = {k: chosen["predictor"][k] for k in ("graph_candidates", "graph_support")}
-    return variants + [("dense, graph predictor", 320, {**base, "predictor": "graph", **graph})]
+    return variants + [("dense, graph predictor", 320, {**base, "predictor": "graph", **graph}),
+                       (WINDOWS_ROW, 320, {**base, "fine": "windows", **chosen_fine(chosen)})]
+
+
+def chosen_fine(chosen):
+    return {"fine_temperature": chosen["fine"]["fine_temperature"]}
 
 
 def measure(cfg, checkpoint, per_city):
@@ -522,9 +562,9 @@ def measure(cfg, checkpoint, per_city):
     validation = validation_paths(root, cities)
     test_paths = {c: [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c] for c in cities}
     try:
-        dense = localizers_for(model, root, cities, 320, Settings.from_config(cfg), out, rerank="none")
+        dense = localizers_for(model, root, cities, 320, Settings.from_config(cfg), out, rerank="none", fine="head")
         settings, results["tuning"] = tune(dense, root, cities, Settings.from_config(cfg))
-        settings = replace(settings, rerank="none", predictor="fusion", recut_candidates=0)
+        settings = replace(settings, rerank="none", predictor="fusion", recut_candidates=0, fine="head")
         results["settings"] = vars(settings)
         chosen = {}
         chosen["rerank"], results["tuning"]["rerank"] = tune_reranks(model, root, cities, settings, out, validation)
@@ -532,6 +572,7 @@ def measure(cfg, checkpoint, per_city):
                                                                              validation)
         chosen["recut"], results["tuning"]["recut"] = tune_recut(model, root, cities, settings, out, validation,
                                                                  results["tuning"]["predictor"]["fusion"]["median"])
+        chosen["fine"], results["tuning"]["fine"] = tune_fine(model, root, cities, settings, out, validation)
         results["chosen"] = chosen
         results["databases"] = {}
         for name, stride, changes in test_variants(settings, chosen):
@@ -542,6 +583,10 @@ def measure(cfg, checkpoint, per_city):
         dense = localizers_for(model, root, cities, 320, settings, out)
         results["joint"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
                                                          settings))
+        windows = replace(settings, fine="windows", **chosen_fine(chosen))
+        dense = localizers_for(model, root, cities, 320, windows, out)
+        results["joint_windows"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
+                                                                 windows))
     finally:
         model.close()
     with open(os.path.join(os.path.dirname(out), "results.json"), "w") as f:
@@ -567,7 +612,7 @@ def main(argv=None):
     print("\n".join(goal_table(results) + ["", ""] + tuning_table(results["tuning"], settings) + ["", ""]
                     + methods_table(results["tuning"], results["chosen"]) + ["", ""] + test_table(results["databases"])
                     + ["", ""] + edge_table(results["databases"])
-                    + ["", ""] + joint_table(results["joint"])))
+                    + ["", ""] + joint_table(results["joint"]) + ["", ""] + fine_table(results)))
 
 
 if __name__ == "__main__":

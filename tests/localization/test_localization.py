@@ -1,6 +1,7 @@
 """Localization: the database builder on real GeoTIFFs, fusion and joint maths on hand-made
 Gaussians, every bad-input error, and localize.py end to end on a checkpoint trained here."""
 import csv
+import glob
 import json
 import os
 import subprocess
@@ -489,3 +490,47 @@ def test_a_checkpoint_giving_nan_descriptors_is_an_error_naming_the_count(city, 
             model.tile_descriptors([os.path.join(city, "NewYork", "satellite", t) for t in tiles], progress=False)
     finally:
         model.close()
+
+
+def test_localize_query_with_the_window_search_and_without_its_raster(city, checkpoint, tmp_path):
+    """localize.fine=windows through localize.py's main: each tile's estimate is the window search's
+    (recomputed here from the stored window descriptors), and a lost raster is a clear error."""
+    import shutil
+
+    import localize
+    from utils.localization.fine_windows import FineWindows, window_estimate
+    from utils.localization.predict import LocalizationModel
+    raster = shutil.copy(os.path.join(city, "NewYork", "aerial_map.tif"), tmp_path / "map.tif")
+    db_path, out = str(tmp_path / "db"), str(tmp_path / "out.geojson")
+    overrides = tiny_overrides(city) + ["localize.top_k=2", "localize.fine=windows", "localize.fine_stride_px=160",
+                                        "localize.fine_temperature=0.05", "localize.min_sigma_m=0"]
+    sets = sum((["--set", o] for o in overrides), [])
+    localize.main(["build", "--raster", str(raster), "--out", db_path, "--stride-px", "640"])
+    localize.main(["index", "--checkpoint", checkpoint, "--db", db_path, *sets])
+    panoramas = sorted(glob.glob(os.path.join(city, "NewYork", "panorama", "*.jpg")))[:2]
+    localize.main(["query", "--checkpoint", checkpoint, "--db", db_path, *panoramas, "--out", out, *sets])
+    db = load_database(db_path)
+    fine = FineWindows(db, 160, 64)
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), overrides)
+    model = LocalizationModel(cfg, checkpoint, "street")
+    try:
+        descriptors = model.panorama_descriptors(panoramas)
+    finally:
+        model.close()
+    stored = np.load(fine.descriptor_path(model.checkpoint))
+    estimates = [f for f in json.load(open(out))["features"] if f["properties"]["kind"] == "tile_estimate"]
+    assert len(estimates) == 4
+    for feature in estimates:
+        p = feature["properties"]
+        windows = fine.inside_tile(db, p["tile_id"])
+        assert stored["known"][windows].all()
+        similarities = stored["descriptors"][windows] @ descriptors[[os.path.basename(x) for x in panoramas].index(
+            p["panorama"])]
+        mean, cov = window_estimate(similarities, fine.windows.centres[windows], 0.05, fine.stride_m)
+        np.testing.assert_allclose(p["offset_m"], mean - db.centres[p["tile_id"]], atol=2e-3)
+        np.testing.assert_allclose(p["covariance_m2"], cov, atol=2e-3)
+        assert np.min(np.linalg.eigvalsh(cov)) >= fine.stride_m ** 2 / 12 - 1e-6
+    os.remove(raster)
+    with pytest.raises(DataError, match=r"map.tif, which does not exist: put the raster back there, or set "
+                                        r"localize.fine=head"):
+        localize.main(["query", "--checkpoint", checkpoint, "--db", db_path, *panoramas, "--out", out, *sets])

@@ -3,6 +3,7 @@ import os
 
 from utils.config import resolve_path
 from utils.data.cache_config import open_cache
+from utils.data.centred import centred_split
 from utils.data.check import warn_on_labels
 from utils.data.cvusa import load_cvusa
 from utils.data.dataset import load_vigor
@@ -59,6 +60,9 @@ def load_splits(cfg, check_labels=True):
     """(train, test) SplitIndex of the configured dataset and split. check_labels: warn (once per
     process and dataset) when the label offsets do not fit the configured resolution
     (utils/data/check.py; reads no image)."""
+    if cfg.data.positives == "centred" and cfg.data.dataset not in ("vigor", "synthetic", "cvact"):
+        raise ConfigError(f"data.positives=centred cuts windows from a VIGOR-format city's aerial_map.tif; "
+                          f"data.dataset {cfg.data.dataset} has none: set data.positives=central")
     if cfg.data.dataset in UNIVERSITY1652:
         return split_indexes(load_university1652_tree(cfg), cfg.data.query_view)
     if cfg.data.dataset in CVUSA:  # no GPS, no resolution: nothing for the label check to compare
@@ -75,6 +79,8 @@ def load_splits(cfg, check_labels=True):
                              on_bad_sample=d.on_bad_sample, labels=d.labels)
     if check_labels:
         warn_on_labels(cfg, train, test)
+    if d.positives == "centred":          # one-to-one: each panorama's own window (utils/data/centred.py)
+        return centred_split(train), centred_split(test)
     return train, test
 
 

@@ -321,13 +321,28 @@ class Database:
         cols = self.col_px[tile] + scale * (LABEL_SIDE / 2 - delta[..., 1])
         return self.frame.pixel_to_metric(rows, cols)
 
-    def sigma_to_metric(self, tile, sigma):
-        """Covariance over delta (640 px) -> over metric (east, north) at the tile's centre."""
+    def delta_jacobian(self, tile):
+        """2x2 derivative of the metric position (east, north) by delta at the tile's centre."""
         scale = self.tile_px / LABEL_SIDE
         half = self.tile_px / 2.0
         jacobian = self.frame.pixel_jacobian(self.row_px[tile] + half, self.col_px[tile] + half)
-        by_delta = jacobian @ (scale * np.array([[0.0, -1.0], [1.0, 0.0]]))   # (col, row) = s (-d1, d0)
+        return jacobian @ (scale * np.array([[0.0, -1.0], [1.0, 0.0]]))   # (col, row) = s (-d1, d0)
+
+    def sigma_to_metric(self, tile, sigma):
+        """Covariance over delta (640 px) -> over metric (east, north) at the tile's centre."""
+        by_delta = self.delta_jacobian(tile)
         return by_delta @ np.asarray(sigma, np.float64) @ by_delta.T
+
+    def metric_to_delta(self, tile, points):
+        """(..., 2) offsets (640-px convention) of metric points in tile `tile`: delta_to_metric's
+        inverse through the tile centre's Jacobian (exact where the frame is affine, as a north-up grid's)."""
+        inverse = np.linalg.inv(self.delta_jacobian(tile))
+        return (np.asarray(points, np.float64) - self.delta_to_metric(tile, np.zeros(2))) @ inverse.T
+
+    def sigma_to_delta(self, tile, cov):
+        """Covariance over metric (east, north) -> over delta (640 px): sigma_to_metric's inverse."""
+        inverse = np.linalg.inv(self.delta_jacobian(tile))
+        return inverse @ np.asarray(cov, np.float64) @ inverse.T
 
     def contains(self, tile, points):
         """Whether metric points (..., 2) fall inside the tile's footprint (north-up rasters)."""

@@ -25,6 +25,7 @@ class CachedModel:
     def __init__(self, model, folder):
         self.model, self.folder = model, folder
         self.checkpoint, self.network, self.ground_mpp = model.checkpoint, model.network, model.ground_mpp
+        self.sat_px = getattr(model, "sat_px", None)
         self.descriptors, self.pairs = {}, {}      # key -> (D,); (tile key, panorama key) -> (delta, sigma)
         self.changed = False
         self._load()

@@ -99,6 +99,8 @@ class LocalizationModel:
         self.loader = build_loader(cfg)
         self.batch, self.workers = int(cfg.validation.scan_batch), int(cfg.data.workers)
         self.ground_mpp = training_ground_mpp(cfg)     # the tiles' ground resolution it was trained on
+        height, width = cfg.data.sat_size               # side tiles are fed at (None: polar or not square)
+        self.sat_px = int(height) if height == width and not cfg.data.polar else None
 
     def close(self):
         self.restored.sess.close()

@@ -8,6 +8,7 @@ import numpy as np
 
 from utils.errors import ConfigError
 from utils.localization import fusion
+from utils.localization.fine_windows import FineWindows
 from utils.localization.graph_predictor import agreement, graph_weights
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly
@@ -19,6 +20,7 @@ from utils.localization.rerank import (consensus_scores, consensus_tiles, expand
 RERANKS = ("none", "spatial", "expansion", "k_reciprocal", "gnn", "footprint")
 NEIGHBOURHOOD_RERANKS = ("k_reciprocal", "gnn", "footprint")
 PREDICTORS = ("fusion", "graph")
+FINE = ("head", "windows")
 
 
 @dataclass
@@ -31,6 +33,9 @@ class Settings:                    # the `localize:` section of the config (conf
     rerank: str
     rerank_candidates: int
     rerank_weight: float
+    fine: str
+    fine_stride_px: int
+    fine_temperature: float
     expansion_tiles: int
     expansion_alpha: float
     rerank_k1: int
@@ -55,6 +60,10 @@ class Settings:                    # the `localize:` section of the config (conf
             raise ConfigError(f"localize.rerank is '{settings.rerank}': use one of {', '.join(RERANKS)}")
         if settings.predictor not in PREDICTORS:
             raise ConfigError(f"localize.predictor is '{settings.predictor}': use one of {', '.join(PREDICTORS)}")
+        if settings.fine not in FINE:
+            raise ConfigError(f"localize.fine is '{settings.fine}': use one of {', '.join(FINE)}")
+        if settings.fine_stride_px < 1 or settings.fine_temperature <= 0:
+            raise ConfigError("localize.fine_stride_px must be >= 1 and localize.fine_temperature > 0")
         if settings.top_k < 1 or settings.temperature <= 0:
             raise ConfigError("localize.top_k must be >= 1 and localize.temperature > 0")
         return settings
@@ -95,10 +104,14 @@ class PanoramaResult:
 
 
 class Localizer:
-    def __init__(self, model, db, index, settings):
+    def __init__(self, model, db, index, settings, fine=None):
+        """fine: the FineWindows to use (default: made over db when settings.fine is windows)."""
         self.model, self.db, self.index, self.settings = model, db, index, settings
         self.neighbours = reference_graph(db.centres, db.width_m) if settings.rerank == "spatial" else None
         self.cutter = WindowCutter(db) if settings.recut_candidates > 0 else None
+        if fine is None and settings.fine == "windows":
+            fine = FineWindows(db, settings.fine_stride_px, getattr(model, "sat_px", None))
+        self.fine = fine
 
     @property
     def candidates(self):
@@ -148,7 +161,7 @@ class Localizer:
     def localize_descriptors(self, paths, descriptors, progress=True, keep_heatmaps=False):
         """localize_all, the panoramas' descriptors given."""
         retrieved = [self.retrieve_for(path, d) for path, d in zip(paths, descriptors)]
-        outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps)
+        outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps, descriptors)
         return [self.result(path, ids, similarities, *output)
                 for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
 
@@ -178,7 +191,7 @@ class Localizer:
         candidates = [self.index.search(d[None], max(s.joint_candidates, s.top_k))[1][0] for d in descriptors]
         tiles, similarities = consensus_tiles(lambda ids: self.index.similarity(descriptors, ids), candidates,
                                               s.top_k)
-        outputs = self._outputs(paths, [tiles] * len(paths), progress, keep_heatmaps)
+        outputs = self._outputs(paths, [tiles] * len(paths), progress, keep_heatmaps, descriptors)
         stacked = [None if outputs[0][n] is None else np.stack([o[n] for o in outputs]) for n in range(3)]
         return SequencePrediction(paths, np.asarray(offsets, np.float64), tiles, similarities, *stacked)
 
@@ -209,7 +222,7 @@ class Localizer:
         windows = np.zeros((len(cutter.windows), self.index.descriptors.shape[1]), np.float32)
         windows[needed] = self.model.tile_descriptors([cutter.windows.tile_path(w) for w in needed], progress)
         return WindowsLocalizer(self.model, cutter.windows, TileIndex(windows, self.index.info),
-                                replace(self.settings, recut_candidates=0), allowed)
+                                replace(self.settings, recut_candidates=0), allowed, self.fine)
 
     @property
     def area_m2(self):
@@ -218,8 +231,15 @@ class Localizer:
         high = (self.db.centres + self.db.width_m[:, None] / 2).max(axis=0)
         return float(np.prod(high - low))
 
-    def _outputs(self, paths, tile_lists, progress, keep_heatmaps):
-        """[(deltas, sigmas or None, heatmaps or None)] of paths[i] in the tiles tile_lists[i]."""
+    def _outputs(self, paths, tile_lists, progress, keep_heatmaps, descriptors=None):
+        """[(deltas, sigmas or None, heatmaps or None)] of paths[i] in the tiles tile_lists[i]: the
+        offset head's, or the window search's (localize.fine; no heatmaps) given the panoramas' descriptors."""
+        if self.fine is not None:
+            if descriptors is None:
+                descriptors = self.model.panorama_descriptors(paths, progress)
+            return [(deltas, sigmas, None) for deltas, sigmas in
+                    self.fine.tile_outputs(self.db, tile_lists, descriptors, self.model,
+                                           self.settings.fine_temperature, progress)]
         tiles = [self.db.tile_path(t) for ids in tile_lists for t in ids]
         panoramas = [p for p, ids in zip(paths, tile_lists) for _ in ids]
         deltas, sigmas, heatmaps = self.model.tile_outputs(tiles, panoramas, len(tiles) if keep_heatmaps else 0,
@@ -266,8 +286,8 @@ class Localizer:
 class WindowsLocalizer(Localizer):
     """A Localizer over re-cut windows in which each panorama only sees the windows it was given."""
 
-    def __init__(self, model, db, index, settings, allowed):
-        super().__init__(model, db, index, settings)
+    def __init__(self, model, db, index, settings, allowed, fine=None):
+        super().__init__(model, db, index, settings, fine)
         self.allowed = allowed
 
     def retrieve_for(self, path, descriptor):

@@ -44,8 +44,7 @@ class WindowCutter:
         centres = self.db.frame.pixel_to_metric(rows + size / 2.0, cols + size / 2.0)
         lng, lat = self.db.frame.metric_to_lonlat(centres).T
         files = np.array([sat_file_name(a, b, "png") for a, b in zip(lat, lng)])
-        return replace(self.db, root=os.path.join(self.db.root, RECUT_DIR), files=files, row_px=rows, col_px=cols,
-                       width_m=np.full(len(rows), float(np.median(self.db.width_m))), centres=centres)
+        return windows_database(self.db, os.path.join(self.db.root, RECUT_DIR), rows, cols, files)
 
     def around(self, tiles):
         """Window ids around stored tiles: each tile's own place and its eight half-tile shifts that fit."""
@@ -56,11 +55,28 @@ class WindowCutter:
 
     def cut(self, windows):
         """Write the windows' images that are not on disk yet."""
-        missing = [w for w in windows if not os.path.exists(self.windows.tile_path(w))]
-        if not missing:
-            return
-        os.makedirs(os.path.dirname(self.windows.tile_path(missing[0])), exist_ok=True)
-        with grid_windows(self.db.info) as read:
-            for w in missing:
-                image = read(int(self.windows.row_px[w]), int(self.windows.col_px[w]))
-                cv2.imwrite(self.windows.tile_path(w), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        write_windows(self.windows, windows)
+
+
+def windows_database(db, root, rows, cols, files):
+    """A Database of windows of db's tile size at grid pixels (rows, cols), in db's metric frame."""
+    size = db.tile_px
+    centres = db.frame.pixel_to_metric(rows + size / 2.0, cols + size / 2.0)
+    return replace(db, root=root, files=np.asarray(files), row_px=rows, col_px=cols,
+                   width_m=np.full(len(rows), float(np.median(db.width_m))), centres=centres)
+
+
+def write_windows(windows, ids, out_px=None):
+    """Cut the windows ids of a windows_database from its raster (as build_database cuts tiles) and
+    write those not on disk yet; out_px: written resized to out_px (cv2.INTER_AREA, as the image
+    loader resizes a tile), else at the tile size."""
+    missing = [w for w in ids if not os.path.exists(windows.tile_path(w))]
+    if not missing:
+        return
+    os.makedirs(os.path.dirname(windows.tile_path(missing[0])), exist_ok=True)
+    with grid_windows(windows.info) as read:
+        for w in missing:
+            image = read(int(windows.row_px[w]), int(windows.col_px[w]))
+            if out_px is not None and out_px != image.shape[0]:
+                image = cv2.resize(image, (out_px, out_px), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(windows.tile_path(w), image, [cv2.IMWRITE_PNG_COMPRESSION, 1])

@@ -73,6 +73,9 @@ class Trainer:
             raise ConfigError(f"{stage.name} cannot train with data.positives covering: {stage.refuses_covering}; "
                               "set data.positives central for this stage")
         self.run_dir = stage_dir(cfg, stage.name)
+        if stage.with_semi and cfg.data.positives == "centred":
+            raise ConfigError(f"{stage.name} learns offsets from semi-positives, and data.positives=centred has "
+                              f"none (every offset 0): train it with data.positives=central")
         self.dist = Distribution(cfg)
         if self.dist.is_chief:  # the run folder is the chief's: the other workers write nothing
             os.makedirs(self.run_dir, exist_ok=True)

@@ -1,0 +1,155 @@
+"""Fine localization by window search: the soft-argmax and covariance against a direct loop, the
+window grid cut from a real GeoTIFF, the per-checkpoint descriptor cache, and a Localizer with
+localize.fine=windows putting a raster crop at its own centre."""
+import os
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from utils.config import load_config
+from utils.errors import ConfigError, DataError
+from utils.localization.database import build_database, load_database
+from utils.localization.fine_windows import FineWindows, window_estimate
+from utils.localization.index import TileIndex
+from utils.localization.query import Localizer, Settings
+
+STRIDE_M = 4.0
+
+
+def grid_centres(n=17, stride=STRIDE_M):
+    rows, cols = np.meshgrid(np.arange(n) * stride, np.arange(n) * stride, indexing="ij")
+    return np.stack([cols.ravel() + 100.0, rows.ravel() - 50.0], axis=1)
+
+
+def direct_estimate(similarities, centres, temperature, stride):
+    """The same quantities written out as sums, one window at a time."""
+    weights = [np.exp(s / temperature) for s in similarities]
+    total = sum(weights)
+    mean = [sum(w * c[k] for w, c in zip(weights, centres)) / total for k in (0, 1)]
+    cov = [[sum(w * (c[i] - mean[i]) * (c[j] - mean[j]) for w, c in zip(weights, centres)) / total
+            for j in (0, 1)] for i in (0, 1)]
+    return np.array(mean), np.array(cov) + np.eye(2) * stride ** 2 / 12.0
+
+
+def test_a_planted_peak_is_found_and_the_maths_equals_a_direct_loop():
+    centres = grid_centres()
+    rng = np.random.default_rng(0)
+    similarities = rng.uniform(0.2, 0.5, len(centres))
+    peak = 123
+    similarities[peak] = 0.95
+    mean, cov = window_estimate(similarities, centres, 0.005, STRIDE_M)
+    np.testing.assert_allclose(mean, centres[peak], atol=1e-6)
+    np.testing.assert_allclose(cov, np.eye(2) * STRIDE_M ** 2 / 12.0, atol=1e-6)   # only quantisation is left
+    for temperature in (0.05, 0.2):
+        expected = direct_estimate(similarities, centres, temperature, STRIDE_M)
+        got = window_estimate(similarities, centres, temperature, STRIDE_M)
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-10)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-9)
+    assert not np.allclose(window_estimate(similarities, centres, 0.2, STRIDE_M)[0], centres[peak], atol=1.0)
+
+
+def test_flat_similarities_give_the_windows_mean_and_spread_plus_quantisation():
+    centres = grid_centres(n=5)
+    mean, cov = window_estimate(np.full(len(centres), 0.3), centres, 0.02, (STRIDE_M, 2 * STRIDE_M))
+    np.testing.assert_allclose(mean, centres.mean(0))
+    spread = np.cov(centres.T, bias=True)        # 5 centres 4 m apart per axis: variance 32 m^2
+    np.testing.assert_allclose(spread, np.eye(2) * 32.0)
+    np.testing.assert_allclose(cov, spread + np.diag([STRIDE_M ** 2, 4 * STRIDE_M ** 2]) / 12.0, atol=1e-9)
+
+
+# ---------------------------------------------------------------- windows on a GeoTIFF
+@pytest.fixture(scope="module")
+def raster_database(tmp_path_factory):
+    """A 256 x 384 px raster (0.114 m/px, UTM 18N) cut into 128-px tiles without overlap."""
+    rng = np.random.default_rng(11)
+    image = cv2.resize(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8), (384, 256), interpolation=cv2.INTER_LINEAR)
+    folder = tmp_path_factory.mktemp("fine")
+    profile = {"driver": "GTiff", "height": 256, "width": 384, "count": 3, "dtype": "uint8", "crs": "EPSG:32618",
+               "transform": from_origin(583960.0, 4507530.0, 0.114, 0.114)}
+    with rasterio.open(folder / "map.tif", "w", **profile) as dst:
+        dst.write(np.moveaxis(image, -1, 0))
+    build_database(str(folder / "map.tif"), str(folder / "db"), 0.114 * 128 / 640, tile_px=128, stride_px=128,
+                   progress=False)
+    return load_database(str(folder / "db")), image
+
+
+class BlockModel:
+    """Descriptors of an image's 8 x 8 block means (sign: which checkpoint), so a crop of the raster
+    matches the window holding exactly its pixels."""
+
+    def __init__(self, checkpoint, sign=1.0):
+        self.checkpoint, self.network, self.sign, self.described = checkpoint, "SAMP", sign, 0
+
+    def _descriptors(self, paths):
+        images = [cv2.imread(str(p)).astype(np.float64) for p in paths]
+        blocks = np.array([cv2.resize(i, (8, 8), interpolation=cv2.INTER_AREA).ravel() for i in images])
+        blocks -= blocks.mean(axis=1, keepdims=True)
+        return (self.sign * blocks / np.linalg.norm(blocks, axis=1, keepdims=True)).astype(np.float32)
+
+    def tile_descriptors(self, paths, progress=False):
+        self.described += len(paths)
+        return self._descriptors(paths)
+
+    def panorama_descriptors(self, paths, progress=False):
+        return self._descriptors(paths)
+
+    def tile_outputs(self, tile_paths, panorama_paths, keep_heatmaps=0, progress=False):
+        return np.zeros((len(tile_paths), 2)), np.repeat(np.eye(2)[None], len(tile_paths), axis=0), None
+
+
+def test_windows_are_the_rasters_pixels_and_their_descriptors_are_kept_per_checkpoint(raster_database):
+    db, image = raster_database
+    fine = FineWindows(db, stride_px=160, window_px=64)          # 160 at 640 px: 32 px of 128-px tiles
+    assert fine.step == 32 and len(fine) == 5 * 9
+    assert fine.stride_m == pytest.approx(32 * db.width_m[0] / 128)
+    first = BlockModel("/ckpt/a")
+    ids = fine.inside_tile(db, 0)
+    assert (db.row_px[0], db.col_px[0]) == (0, 0) and len(ids) == 3 * 3   # window centres 64, 96, 128 px
+    kept = fine.descriptors(first, ids)
+    assert first.described == 9
+    w = ids[7]
+    r, c = int(fine.windows.row_px[w]), int(fine.windows.col_px[w])
+    written = cv2.imread(fine.windows.tile_path(w))
+    expected = cv2.resize(image[r:r + 128, c:c + 128, ::-1], (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(written, expected)
+    again = FineWindows(db, stride_px=160, window_px=64)
+    np.testing.assert_array_equal(again.descriptors(first, ids), kept)
+    assert first.described == 9                                   # read back, not described again
+    other = BlockModel("/ckpt/b", sign=-1.0)
+    np.testing.assert_allclose(again.descriptors(other, ids), -kept, atol=1e-6)   # its own, never a's
+    assert other.described == 9
+    os.replace(fine.descriptor_path("/ckpt/a"), fine.descriptor_path("/ckpt/c"))
+    with pytest.raises(DataError, match="are checkpoint /ckpt/a@0's, not /ckpt/c@0's"):
+        FineWindows(db, stride_px=160, window_px=64).descriptors(BlockModel("/ckpt/c"), ids)
+
+
+def test_the_localizer_puts_a_raster_crop_at_its_own_centre(raster_database, tmp_path):
+    db, image = raster_database
+    crop = str(tmp_path / "crop.png")
+    cv2.imwrite(crop, image[32:160, 144:272, ::-1])              # 32 px below and 16 px right of tile (0, 128)
+    model = BlockModel("/ckpt/crop")
+    index = TileIndex(model.tile_descriptors([db.tile_path(i) for i in range(len(db))]), {"checkpoint": "x"})
+    settings = replace(Settings.from_config(load_config()), top_k=len(db), min_sigma_m=0.0, fine="windows",
+                       fine_stride_px=80, fine_temperature=0.001)
+    result = Localizer(model, db, index, settings).localize_all([crop], progress=False)[0]
+    best = next(t for t in result.tiles if (db.row_px[t.tile], db.col_px[t.tile]) == (0, 128))
+    truth = db.frame.pixel_to_metric(32 + 64, 144 + 64)
+    assert np.linalg.norm(best.mean - truth) < 1e-6                # a window (16-px stride) holds exactly the crop
+    np.testing.assert_allclose(best.delta, [32 * 5, -16 * 5], atol=1e-6)   # 640-px convention: 5 x the 128-px grid
+    step_m = 16 * db.width_m[0] / 128
+    np.testing.assert_allclose(best.cov, np.eye(2) * step_m ** 2 / 12.0, rtol=1e-6, atol=1e-9)
+    head = Localizer(model, db, index, replace(settings, fine="head")).localize_all([crop], progress=False)[0]
+    np.testing.assert_allclose([t.mean for t in head.tiles], db.centres[[t.tile for t in head.tiles]], atol=1e-6)   # the model's zero offset
+
+
+def test_fine_settings_are_checked():
+    cfg = load_config()
+    assert Settings.from_config(cfg).fine == "head"
+    with pytest.raises(ConfigError, match="localize.fine"):
+        load_config(None, ["localize.fine=grid"])
+    with pytest.raises(ConfigError, match="fine_temperature > 0"):
+        Settings.from_config(load_config(None, ["localize.fine_temperature=0"]))
