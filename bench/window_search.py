@@ -187,8 +187,9 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out):
     finally:
         model.close()
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"results_{os.path.basename(os.path.dirname(model.checkpoint))}_"
-                                f"{os.path.basename(model.checkpoint)}.json"), "w") as f:
+    epoch_dir = os.path.dirname(model.checkpoint)           # <run>/<stage>/<epoch>/model.ckpt
+    name = f"{os.path.basename(os.path.dirname(epoch_dir))}_{os.path.basename(epoch_dir)}"
+    with open(os.path.join(out, f"results_{name}.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
     return results
 
