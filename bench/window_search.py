@@ -1,6 +1,6 @@
 """Fine localization by window search (utils/localization/fine_windows.py) on a synthetic city:
 where in its positive tile each test panorama is put by the window search, against the truth and
-against the checkpoint's offset head. Prints markdown tables.
+against the checkpoint's offset head and the product of the two Gaussians. Prints markdown tables.
 
     python bench/window_search.py --config CFG --checkpoint CKPT [--set key=value ...]
         [--strides 20,40,80] [--temperatures 0.01,0.02,0.05,0.1,0.2,0.5] [--out DIR]
@@ -53,6 +53,9 @@ def city_database(root, city, out, ground_mpp, tile_px):
             json.load(open(info)).get("ground_mpp") != ground_mpp:
         build_database(raster, path, ground_mpp, tile_px=tile_px, stride_px=tile_px, progress=False)
     return load_database(path)
+
+
+ALONG_DELTA = np.array([[0.0, -1.0], [-1.0, 0.0]])   # (east, north) -> (row down, column leftwards)
 
 
 def along_delta(offsets_m):
@@ -171,7 +174,7 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out):
         results["validation"] = validation
         chosen = choose(validation)
         results["chosen"] = {"stride_px": chosen["stride_px"], "temperature": chosen["temperature"]}
-        parts, order = [], []
+        parts, order, window_covs = [], [], []
         for city in cities:
             fine, sims = similarities[chosen["stride_px"], city, "test"]
             tested, rows, _ = sets[city]["test"]
@@ -179,29 +182,40 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out):
             parts.append((along_delta(predicted), along_delta(tested.truth - tested.centres), tested.tiles,
                           np.sqrt(np.trace(covs, axis1=1, axis2=2))))
             order.append(rows)
+            window_covs.append(ALONG_DELTA @ covs @ ALONG_DELTA.T)
         order = np.concatenate(order)
         ordered = None if difficulty is None else {k: v[order] for k, v in difficulty.items()}
         predicted, true, tiles, uncertainty = combine(parts)
         results["windows"] = summary(predicted, true, tiles, uncertainty, ordered)
-        results["head"] = head_summary(model, test, order, true, tiles, ordered)
+        results["head"], results["product"] = head_summaries(model, test, order, true, tiles, ordered, predicted,
+                                                             np.concatenate(window_covs))
     finally:
         model.close()
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"results_{os.path.basename(os.path.dirname(model.checkpoint))}_"
-                                f"{os.path.basename(model.checkpoint)}.json"), "w") as f:
+    epoch_dir = os.path.dirname(model.checkpoint)           # <run>/<stage>/<epoch>/model.ckpt
+    name = f"{os.path.basename(os.path.dirname(epoch_dir))}_{os.path.basename(epoch_dir)}"
+    with open(os.path.join(out, f"results_{name}.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
     return results
 
 
-def head_summary(model, test, order, true, tiles, difficulty):
-    """The offset head's numbers on the same panoramas (None for a checkpoint without one)."""
+def head_summaries(model, test, order, true, tiles, difficulty, windows, window_covs):
+    """The offset head's numbers on the same panoramas, and those of the product of its Gaussian with the
+    window search's (where the head has a Sigma); (None, None) for a checkpoint without a head."""
     if not model.restored.localizes:
-        return None
+        return None, None
     tile_ids = test.labels[order, 0]
     deltas, sigmas, _ = model.tile_outputs(list(test.sat_paths[tile_ids]), list(test.grd_paths[order]), 0, True)
     mpp = test.meters_per_pixel[tile_ids]
-    uncertainty = mpp * np.sqrt(np.trace(sigmas, axis1=1, axis2=2)) if sigmas is not None else np.zeros(len(mpp))
-    return summary(deltas * mpp[:, None], true, tiles, uncertainty, difficulty)
+    if sigmas is None:
+        return summary(deltas * mpp[:, None], true, tiles, np.zeros(len(mpp)), difficulty), None
+    head_covs = sigmas * (mpp ** 2)[:, None, None]
+    head = summary(deltas * mpp[:, None], true, tiles, np.sqrt(np.trace(head_covs, axis1=1, axis2=2)), difficulty)
+    precision_head, precision_windows = np.linalg.inv(head_covs), np.linalg.inv(window_covs)
+    covs = np.linalg.inv(precision_head + precision_windows)
+    means = np.einsum("nij,nj->ni", covs, np.einsum("nij,nj->ni", precision_head, deltas * mpp[:, None])
+                      + np.einsum("nij,nj->ni", precision_windows, windows))
+    return head, summary(means, true, tiles, np.sqrt(np.trace(covs, axis1=1, axis2=2)), difficulty)
 
 
 # ---------------------------------------------------------------- tables
@@ -222,7 +236,8 @@ def validation_table(results):
 
 
 def test_table(results):
-    rows = [("window search", results["windows"])] + ([("offset head", results["head"])] if results["head"] else [])
+    rows = [("window search", results["windows"])] + ([("offset head", results["head"])] if results["head"] else []) \
+        + ([("product: head x window search", results["product"])] if results.get("product") else [])
     columns = sorted({k for _, r in rows for k in r["spearman_difficulty"]})
     lines = [f"Test ({results['test_panoramas']} panoramas, their positive tiles; metres)", "",
              "| estimate | correlation rows | correlation cols | spread ratio | fine median | tile-centre median | "

@@ -21,7 +21,9 @@ import numpy as np
 
 from utils.data.dataset import pano_file_name
 from utils.data.synthetic_vigor import (
+    FULL_OVERLAP_PX,
     KIND_GROUND,
+    Ambiguity,
     QUARTER_LIMIT,
     _pano_prefix,
     city_and_rng,
@@ -67,32 +69,37 @@ def street_walks(city, centres, count, length, spacing_m, rng):
 
 def city_folders(root, folder, seed, stream):
     """Per city of the synthetic dataset at root: (parameters, name, city map, tile centres in map
-    pixels, a random generator for (seed, city, stream), the output folder <city>/<folder>)."""
+    pixels, a random generator for (seed, city, stream), the output folder <city>/<folder>,
+    the city's Ambiguity, the panoramas' view radius in metres or None). The map and the
+    panoramas follow the ambiguity switches the city was generated with (its manifest)."""
     manifest = read_manifest(root)
     if manifest is None:
         raise DataError(f"{root} is not a synthetic dataset (no manifest): generate it with "
                         f"python -m tools.synthetic_city --out {root}")
     p = manifest["parameters"]
+    ambiguity = Ambiguity(**p.get("ambiguity", {}))
+    view_radius_m = FULL_OVERLAP_PX * p["meters_per_pixel"] if ambiguity.full_overlap else None
     for index, name in enumerate(manifest["cities"]):
         city, _ = city_and_rng(name, index, p["seed"], p["tiles_per_side"], p["meters_per_pixel"], p["margin"],
-                               p["detail"])
+                               p["detail"], ambiguity.repeated_lots)
         out = os.path.join(root, name, folder)
         os.makedirs(out, exist_ok=True)
         yield (p, name, city, tile_grid(p["tiles_per_side"], p["margin"]) // p["detail"],
-               np.random.default_rng([seed, index, stream]), out)
+               np.random.default_rng([seed, index, stream]), out, ambiguity, view_radius_m)
 
 
 def write_sequences(root, per_city=8, length=4, spacing_m=5.0, seed=0, progress=False, folder=SEQUENCE_DIR):
     """Write the sequences of every city of the synthetic dataset at root into <city>/<folder>;
     returns the CSV paths."""
     written = []
-    for p, name, city, centres, rng, out in city_folders(root, folder, seed, 1):
+    for p, name, city, centres, rng, out, _, view_radius_m in city_folders(root, folder, seed, 1):
         rows = []
         for n, walk in enumerate(street_walks(city, centres, per_city, length, spacing_m, rng)):
             for row, col in walk:
                 lat, lng = city.pixel_to_gps(row, col)
                 pano = pano_file_name(_pano_prefix(rng), float(lat), float(lng))
-                image = render_panorama(city, row, col, width=p["pano_size"][0], height=p["pano_size"][1])
+                image = render_panorama(city, row, col, width=p["pano_size"][0], height=p["pano_size"][1],
+                                        view_radius_m=view_radius_m)
                 cv2.imwrite(os.path.join(out, pano), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 east, north = (col - walk[0][1]) * city.mpp, -(row - walk[0][0]) * city.mpp
                 rows.append({"sequence": f"{name}_{n}", "panorama": pano, "east_m": east, "north_m": north})
@@ -110,12 +117,12 @@ def write_validation_panoramas(root, per_tile=1.0, seed=VALIDATION_SEED):
     """Fresh panoramas drawn as the test split's, into <city>/validation/ (VIGOR's names: the true
     GPS is in the name); returns the paths of all of them."""
     written = []
-    for p, name, city, centres, rng, out in city_folders(root, VALIDATION_DIR, seed, 2):
+    for p, name, city, centres, rng, out, ambiguity, view_radius_m in city_folders(root, VALIDATION_DIR, seed, 2):
         detail = p["detail"]
         for row, col in sample_points(city, centres, per_tile, rng, QUARTER_LIMIT / detail, 1.0 / detail):
             lat, lng = city.pixel_to_gps(row, col)
             path = os.path.join(out, pano_file_name(_pano_prefix(rng), float(lat), float(lng)))
-            image, _ = render_ambiguous_panorama(city, row, col, p["pano_size"], rng)
+            image, _ = render_ambiguous_panorama(city, row, col, p["pano_size"], rng, ambiguity, view_radius_m)
             cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             written.append(path)
     return written
