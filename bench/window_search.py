@@ -33,7 +33,7 @@ from utils.data.synthetic_vigor import read_difficulty  # noqa: E402
 from utils.evaluation.calibration import spearman  # noqa: E402
 from utils.evaluation.position import measure  # noqa: E402
 from utils.localization.database import INFO_FILE, LABEL_SIDE, build_database, load_database  # noqa: E402
-from utils.localization.fine_windows import FineWindows  # noqa: E402
+from utils.localization.fine_windows import FineWindows, gaussian_product  # noqa: E402
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
@@ -211,10 +211,7 @@ def head_summaries(model, test, order, true, tiles, difficulty, windows, window_
         return summary(deltas * mpp[:, None], true, tiles, np.zeros(len(mpp)), difficulty), None
     head_covs = sigmas * (mpp ** 2)[:, None, None]
     head = summary(deltas * mpp[:, None], true, tiles, np.sqrt(np.trace(head_covs, axis1=1, axis2=2)), difficulty)
-    precision_head, precision_windows = np.linalg.inv(head_covs), np.linalg.inv(window_covs)
-    covs = np.linalg.inv(precision_head + precision_windows)
-    means = np.einsum("nij,nj->ni", covs, np.einsum("nij,nj->ni", precision_head, deltas * mpp[:, None])
-                      + np.einsum("nij,nj->ni", precision_windows, windows))
+    means, covs = gaussian_product(deltas * mpp[:, None], head_covs, windows, window_covs)
     return head, summary(means, true, tiles, np.sqrt(np.trace(covs, axis1=1, axis2=2)), difficulty)
 
 

@@ -63,7 +63,7 @@ TYPES = {
     "stages.*.init_from.epoch": OneOf(int, type(None), choices=("last",)),
     "stages.*.init_from.path": OneOf(str, type(None)),
     "stages.*.weight_b": OneOf(float, int, choices=("median",)),
-    "localize.fine": OneOf(choices=("head", "windows")),
+    "localize.fine": OneOf(choices=("head", "windows", "product")),
     "localize.index.kind": OneOf(choices=("auto", "flat", "ivfpq", "hnsw")),
     "localize.index.nlist": OneOf(int, type(None)),
     "localize.index.pretransform": OneOf(choices=("none", "pca", "opq")),

@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 from utils.config import load_config
 from utils.errors import ConfigError, DataError
 from utils.localization.database import build_database, load_database
-from utils.localization.fine_windows import FineWindows, window_estimate
+from utils.localization.fine_windows import FineWindows, gaussian_product, window_estimate
 from utils.localization.index import TileIndex
 from utils.localization.query import Localizer, Settings
 
@@ -59,6 +59,25 @@ def test_flat_similarities_give_the_windows_mean_and_spread_plus_quantisation():
     spread = np.cov(centres.T, bias=True)        # 5 centres 4 m apart per axis: variance 32 m^2
     np.testing.assert_allclose(spread, np.eye(2) * 32.0)
     np.testing.assert_allclose(cov, spread + np.diag([STRIDE_M ** 2, 4 * STRIDE_M ** 2]) / 12.0, atol=1e-9)
+
+
+def test_the_product_of_two_gaussians_is_the_precision_weighted_one():
+    rng = np.random.default_rng(5)
+    means_a, means_b = rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    roots_a, roots_b = rng.normal(size=(6, 2, 2)), rng.normal(size=(6, 2, 2))
+    covs_a = roots_a @ roots_a.transpose(0, 2, 1) + 0.1 * np.eye(2)
+    covs_b = roots_b @ roots_b.transpose(0, 2, 1) + 0.1 * np.eye(2)
+    means, covs = gaussian_product(means_a, covs_a, means_b, covs_b)
+    grid = np.stack(np.meshgrid(np.linspace(-6, 6, 601), np.linspace(-6, 6, 601), indexing="ij"), -1).reshape(-1, 2)
+    for n in range(6):   # the product's density, up to a constant, is the sum of the two log densities
+        log_density = sum(-0.5 * np.einsum("ki,ij,kj->k", grid - m, np.linalg.inv(c), grid - m)
+                          for m, c in ((means_a[n], covs_a[n]), (means_b[n], covs_b[n])))
+        np.testing.assert_allclose(grid[np.argmax(log_density)], means[n], atol=0.02)
+        np.testing.assert_allclose(np.linalg.inv(covs[n]), np.linalg.inv(covs_a[n]) + np.linalg.inv(covs_b[n]),
+                                   rtol=1e-9)
+    same, halved = gaussian_product(means_a, covs_a, means_b, covs_a)   # equal covariances: the midpoint, half
+    np.testing.assert_allclose(same, (means_a + means_b) / 2, atol=1e-12)
+    np.testing.assert_allclose(halved, covs_a / 2, atol=1e-12)
 
 
 # ---------------------------------------------------------------- windows on a GeoTIFF
@@ -144,6 +163,24 @@ def test_the_localizer_puts_a_raster_crop_at_its_own_centre(raster_database, tmp
     np.testing.assert_allclose(best.cov, np.eye(2) * step_m ** 2 / 12.0, rtol=1e-6, atol=1e-9)
     head = Localizer(model, db, index, replace(settings, fine="head")).localize_all([crop], progress=False)[0]
     np.testing.assert_allclose([t.mean for t in head.tiles], db.centres[[t.tile for t in head.tiles]], atol=1e-6)   # the model's zero offset
+    product = Localizer(model, db, index, replace(settings, fine="product")).localize_all([crop], progress=False)[0]
+    for joint, alone in zip(product.tiles, result.tiles):   # the head's N(tile centre, 1 px^2 at 640) times the windows'
+        head_cov = db.sigma_to_metric(joint.tile, np.eye(2))
+        mean, cov = gaussian_product(db.centres[joint.tile][None], head_cov[None], alone.mean[None], alone.cov[None])
+        np.testing.assert_allclose(joint.mean, mean[0], atol=1e-6)
+        np.testing.assert_allclose(joint.cov, cov[0], rtol=1e-6, atol=1e-12)
+
+
+def test_the_product_needs_a_sigma_head(raster_database, tmp_path):
+    db, image = raster_database
+    crop = str(tmp_path / "crop.png")
+    cv2.imwrite(crop, image[0:128, 0:128, ::-1])
+    model = BlockModel("/ckpt/no_sigma")
+    model.tile_outputs = lambda tiles, panoramas, keep=0, progress=False: (np.zeros((len(tiles), 2)), None, None)
+    index = TileIndex(model.tile_descriptors([db.tile_path(i) for i in range(len(db))]), {"checkpoint": "x"})
+    settings = replace(Settings.from_config(load_config()), fine="product", fine_stride_px=160)
+    with pytest.raises(ConfigError, match="has no Sigma head: give an E_2_2 or E_3 checkpoint"):
+        Localizer(model, db, index, settings).localize_all([crop], progress=False)
 
 
 def test_fine_settings_are_checked():

@@ -43,6 +43,16 @@ def window_estimate(similarities, centres, temperature, stride_m):
     return mean, (weights[:, None] * spread).T @ spread + quantisation
 
 
+def gaussian_product(means_a, covs_a, means_b, covs_b):
+    """The normalised product of Gaussians a and b, row by row: (means (N, 2), covariances (N, 2, 2)).
+    Each input's covariance must be invertible."""
+    precision_a, precision_b = np.linalg.inv(np.asarray(covs_a, np.float64)), np.linalg.inv(np.asarray(covs_b, np.float64))
+    covs = np.linalg.inv(precision_a + precision_b)
+    weighted = (np.einsum("nij,nj->ni", precision_a, np.asarray(means_a, np.float64))
+                + np.einsum("nij,nj->ni", precision_b, np.asarray(means_b, np.float64)))
+    return np.einsum("nij,nj->ni", covs, weighted), covs
+
+
 def checkpoint_key(checkpoint):
     """The descriptors' file key: the checkpoint's absolute path and the time its files were written."""
     checkpoint = os.path.abspath(str(checkpoint))

@@ -8,7 +8,7 @@ import numpy as np
 
 from utils.errors import ConfigError
 from utils.localization import fusion
-from utils.localization.fine_windows import FineWindows
+from utils.localization.fine_windows import FineWindows, gaussian_product
 from utils.localization.graph_predictor import agreement, graph_weights
 from utils.localization.index import TileIndex
 from utils.localization.joint import localize_jointly
@@ -20,7 +20,7 @@ from utils.localization.rerank import (consensus_scores, consensus_tiles, expand
 RERANKS = ("none", "spatial", "expansion", "k_reciprocal", "gnn", "footprint")
 NEIGHBOURHOOD_RERANKS = ("k_reciprocal", "gnn", "footprint")
 PREDICTORS = ("fusion", "graph")
-FINE = ("head", "windows")
+FINE = ("head", "windows", "product")
 
 
 @dataclass
@@ -109,7 +109,7 @@ class Localizer:
         self.model, self.db, self.index, self.settings = model, db, index, settings
         self.neighbours = reference_graph(db.centres, db.width_m) if settings.rerank == "spatial" else None
         self.cutter = WindowCutter(db) if settings.recut_candidates > 0 else None
-        if fine is None and settings.fine == "windows":
+        if fine is None and settings.fine in ("windows", "product"):
             fine = FineWindows(db, settings.fine_stride_px, getattr(model, "sat_px", None))
         self.fine = fine
 
@@ -237,9 +237,20 @@ class Localizer:
         if self.fine is not None:
             if descriptors is None:
                 descriptors = self.model.panorama_descriptors(paths, progress)
-            return [(deltas, sigmas, None) for deltas, sigmas in
-                    self.fine.tile_outputs(self.db, tile_lists, descriptors, self.model,
-                                           self.settings.fine_temperature, progress)]
+            windows = self.fine.tile_outputs(self.db, tile_lists, descriptors, self.model,
+                                             self.settings.fine_temperature, progress)
+            if self.settings.fine == "windows":
+                return [(deltas, sigmas, None) for deltas, sigmas in windows]
+            head = self._head_outputs(paths, tile_lists, progress, 0)
+            if any(sigmas is None for _, sigmas, _ in head):
+                raise ConfigError(f"localize.fine=product multiplies the offset head's Gaussian with the window "
+                                  f"search's, but checkpoint {self.model.checkpoint} has no Sigma head: give an "
+                                  f"E_2_2 or E_3 checkpoint, or set localize.fine=windows")
+            return [gaussian_product(d_head, s_head, d_windows, s_windows) + (None,)
+                    for (d_head, s_head, _), (d_windows, s_windows) in zip(head, windows)]
+        return self._head_outputs(paths, tile_lists, progress, keep_heatmaps)
+
+    def _head_outputs(self, paths, tile_lists, progress, keep_heatmaps):
         tiles = [self.db.tile_path(t) for ids in tile_lists for t in ids]
         panoramas = [p for p, ids in zip(paths, tile_lists) for _ in ids]
         deltas, sigmas, heatmaps = self.model.tile_outputs(tiles, panoramas, len(tiles) if keep_heatmaps else 0,
