@@ -105,7 +105,7 @@ def open_model(args, modality=None):
     settings = Settings.from_config(cfg)
     db = load_database(args.db)
     check_matches_training(db, cfg, settings.size_tolerance)
-    if settings.fine == "windows":
+    if settings.fine in ("windows", "product"):
         from utils.localization.fine_windows import check_raster
         check_raster(db)                      # before the checkpoint is restored
     return LocalizationModel(cfg, args.checkpoint, modality), db, settings, IndexSettings.from_config(cfg)
