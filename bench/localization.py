@@ -72,6 +72,7 @@ GRAPH_GRID = [{"graph_candidates": k, "graph_support": support}
 RECUT_CANDIDATES = (1, 2, 3, 5)
 FINE_TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)   # localize.fine=windows: tried on validation (dense)
 WINDOWS_ROW = "dense, window search (fine: windows)"
+PRODUCT_ROW = "dense, head x window search (fine: product)"
 EDGE_BANDS = (0.0, 0.125, 0.25, 0.375)
 SPARSE_GOAL, RERANK_GOAL, RECOVER_GOAL, SPOIL_GOAL, JOINT_GOAL = 1.5, 0.03, 0.25, 0.02, 0.70
 
@@ -526,15 +527,19 @@ def fine_table(results):
               "right top-1 spoiled % | sequences: joint median m | joint closer than fused single % | spread of the "
               "panoramas' points in one shared tile m |", "|---|---|---|---|---|---|---|---|"]
     for name, row, joint in (("offset head", results["databases"]["dense (stride 320)"], results["joint"]),
-                             ("window search", results["databases"][WINDOWS_ROW], results["joint_windows"])):
+                             ("window search", results["databases"][WINDOWS_ROW], results["joint_windows"]),
+                             ("product: head x window search (the window temperature above)",
+                              results["databases"].get(PRODUCT_ROW), results.get("joint_product"))):
+        if row is None or joint is None:     # a checkpoint without a Sigma head has no product
+            continue
         lines.append(f"| {name} | {row['fused']['median']:.1f} | {pct(row['fused']['within_10'])} | "
                      f"{pct(row['recovered_share'])} | {pct(row['spoiled_share'])} | {joint['joint']['median']:.1f} | "
                      f"{pct(joint['joint_better'])} | {joint['offset_spread_m']:.2f} |")
     return lines
 
 
-def test_variants(settings, chosen):
-    """(name, stride, settings changes) of every test row."""
+def test_variants(settings, chosen, sigma_head=True):
+    """(name, stride, settings changes) of every test row (the product only with a Sigma head)."""
     base = {"rerank": "none", "predictor": "fusion", "recut_candidates": 0, "fine": "head"}
     variants = [("dense (stride 320)", 320, base), ("sparse (stride 640)", 640, base),
                 (f"sparse + raster, windows re-cut around top {chosen['recut']['recut_candidates']}", 640,
@@ -543,7 +548,8 @@ def test_variants(settings, chosen):
                  for method, name in RERANK_NAMES.items()]
     graph = {k: chosen["predictor"][k] for k in ("graph_candidates", "graph_support")}
     return variants + [("dense, graph predictor", 320, {**base, "predictor": "graph", **graph}),
-                       (WINDOWS_ROW, 320, {**base, "fine": "windows", **chosen_fine(chosen)})]
+                       (WINDOWS_ROW, 320, {**base, "fine": "windows", **chosen_fine(chosen)})] + (
+        [(PRODUCT_ROW, 320, {**base, "fine": "product", **chosen_fine(chosen)})] if sigma_head else [])
 
 
 def chosen_fine(chosen):
@@ -575,7 +581,8 @@ def measure(cfg, checkpoint, per_city):
         chosen["fine"], results["tuning"]["fine"] = tune_fine(model, root, cities, settings, out, validation)
         results["chosen"] = chosen
         results["databases"] = {}
-        for name, stride, changes in test_variants(settings, chosen):
+        sigma_head = model.network == "samp"           # a Sigma head (SAMP; at E_2_1 not trained yet)
+        for name, stride, changes in test_variants(settings, chosen, sigma_head):
             localizers = localizers_for(model, root, cities, stride, settings, out, **changes)
             results["databases"][name] = database_summary([lo.db for lo in localizers.values()],
                                                           panorama_rows(localizers, test_paths),
@@ -587,6 +594,11 @@ def measure(cfg, checkpoint, per_city):
         dense = localizers_for(model, root, cities, 320, windows, out)
         results["joint_windows"] = sequence_summary(joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR),
                                                                  windows))
+        if sigma_head:
+            product = replace(settings, fine="product", **chosen_fine(chosen))
+            dense = localizers_for(model, root, cities, 320, product, out)
+            results["joint_product"] = sequence_summary(
+                joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR), product))
     finally:
         model.close()
     with open(os.path.join(os.path.dirname(out), "results.json"), "w") as f:
