@@ -22,19 +22,12 @@ from utils.session import checkpoints as ckpt
 REPO = paths.REPO
 CASES = os.path.join(paths.TESTS, "session", "distributed_cases.py")
 STAGES = ["E_1a", "E_1b", "E_2_1", "E_2_2", "E_3"]
+# `city`: the session's fixture city (tests/conftest.py).
 # data.dataset=vigor: the fixture city as it is (as `synthetic`, demo.yaml's parameters would generate it again)
 TINY = ["data.dataset=vigor", "data.sat_size=[64, 64]", "data.grd_size=[32, 64]", "model.vgg_width=0.125",
         "model.fc_dim=32", "model.out_dim=32", "model.cholesky_hidden=8", "model.decoder_width=32",
         "mining.pool_size=20", "mining.keep=4", "validation.scan_batch=7", "data.workers=2", "stages.E_1a.batch_size=4",
         "stages.E_1a.steps_per_epoch=2", "stages.E_1a.epochs=2", "stages.E_1a.validate_every=1"]
-
-
-@pytest.fixture(scope="module")
-def city(tmp_path_factory):
-    from utils.data.synthetic_vigor import generate
-    root = tmp_path_factory.mktemp("city")
-    return generate(str(root / "synthetic"), seed=1, cities=4, tiles_per_side=4, pano_size=(128, 64),
-                    panos_per_tile=1.5)
 
 
 def free_ports(count):

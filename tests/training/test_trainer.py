@@ -136,29 +136,6 @@ def test_E_3_measures_the_semi_positive_uncertainties(all_stages, city):
     assert {"loss_tri", "loss_iou", "convince"} <= set(metrics["E_3"][0])
 
 
-def test_interrupted_run_resumes_to_the_same_result(city, tmp_path):
-    cfg_a = tiny_config(city, str(tmp_path / "a"))
-    cfg_b = tiny_config(city, str(tmp_path / "b"))
-    run_quiet(train_first_E_1.E_1a, cfg_a)
-    with pytest.raises(TrainingStopped, match="interrupted at epoch 1, step 2"):
-        run_quiet(train_first_E_1.E_1a, cfg_b, stop_after_steps=2)
-    assert os.path.isdir(os.path.join(stage_dir(cfg_b, "E_1a"), ckpt.INTERRUPTED))
-    with pytest.raises(TrainingStopped, match="interrupted at epoch 2, step 1"):
-        run_quiet(train_first_E_1.E_1a, cfg_b, resume=True, stop_after_steps=2)
-    run_quiet(train_first_E_1.E_1a, cfg_b, resume=True)
-    a = checkpoint_values(os.path.join(stage_dir(cfg_a, "E_1a"), "2"))
-    b = checkpoint_values(os.path.join(stage_dir(cfg_b, "E_1a"), "2"))
-    assert sorted(a) == sorted(b)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    with open(os.path.join(stage_dir(cfg_a, "E_1a"), "metrics.json")) as f:
-        ma = json.load(f)
-    with open(os.path.join(stage_dir(cfg_b, "E_1a"), "metrics.json")) as f:
-        mb = json.load(f)
-    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
-    assert [r["top1"] for r in ma] == [r["top1"] for r in mb]
-
-
 def test_nan_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(city, tmp_path):
     cfg = tiny_config(city, str(tmp_path))
 
