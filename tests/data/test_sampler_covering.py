@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 
+from tests.data.test_sampler import SMALL, ready_pool
 from utils.data import synthetic_vigor as sv
 from utils.data.dataset import load_vigor
-from utils.data.sampler import MiningPool, TrainSampler
+from utils.data.sampler import TrainSampler
 
-SMALL = dict(seed=3, cities=4, tiles_per_side=4, pano_size=(64, 32), panos_per_tile=1.0, margin=128)
 # made by the sampler as it was before covering existed (commit 103b925) on the SMALL city:
 # 12 batches each of plain (6, seed 1), semi (5, seed 2) and mined (4, seed 4) sampling, then a replace_sample
 CENTRAL_BATCHES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "sampler_central_batches.npz")
@@ -19,17 +19,6 @@ CENTRAL_BATCHES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixt
 def train(tmp_path_factory):
     root = sv.ensure_synthetic(tmp_path_factory.getbasetemp() / "synthetic_small", **SMALL)
     return load_vigor(root)[0]
-
-
-def ready_pool(index, keep=5, pool_size=40, seed=0):
-    rng = np.random.default_rng(seed)
-    pool = MiningPool(index.num_sat, index.num_grd, dim=8, pool_size=pool_size, keep=keep)
-    pool.update(np.arange(index.num_grd), index.labels[:, 0], rng.normal(size=(index.num_grd, 8)),
-                rng.normal(size=(index.num_grd, 8)))
-    pool.sat_desc[:] = rng.normal(size=pool.sat_desc.shape)
-    pool.refresh(rng)
-    pool.ready = True
-    return pool
 
 
 def test_central_draws_the_batches_it_drew_before_covering_existed(train):
