@@ -40,11 +40,9 @@ class WindowCutter:
         height, width = self.db.info["grid"]["size_px"]
         rows, cols = np.meshgrid(np.arange(0, height - size + 1, half), np.arange(0, width - size + 1, half),
                                  indexing="ij")
-        rows, cols = rows.ravel(), cols.ravel()
-        centres = self.db.frame.pixel_to_metric(rows + size / 2.0, cols + size / 2.0)
-        lng, lat = self.db.frame.metric_to_lonlat(centres).T
-        files = np.array([sat_file_name(a, b, "png") for a, b in zip(lat, lng)])
-        return windows_database(self.db, os.path.join(self.db.root, RECUT_DIR), rows, cols, files)
+        windows = windows_database(self.db, os.path.join(self.db.root, RECUT_DIR), rows.ravel(), cols.ravel())
+        lng, lat = self.db.frame.metric_to_lonlat(windows.centres).T
+        return replace(windows, files=np.array([sat_file_name(a, b, "png") for a, b in zip(lat, lng)]))
 
     def around(self, tiles):
         """Window ids around stored tiles: each tile's own place and its eight half-tile shifts that fit."""
@@ -58,11 +56,12 @@ class WindowCutter:
         write_windows(self.windows, windows)
 
 
-def windows_database(db, root, rows, cols, files):
-    """A Database of windows of db's tile size at grid pixels (rows, cols), in db's metric frame."""
+def windows_database(db, root, rows, cols, files=None):
+    """A Database of windows of db's tile size at grid pixels (rows, cols), in db's metric frame
+    (files: their names; None until the caller names them from the centres)."""
     size = db.tile_px
     centres = db.frame.pixel_to_metric(rows + size / 2.0, cols + size / 2.0)
-    return replace(db, root=root, files=np.asarray(files), row_px=rows, col_px=cols,
+    return replace(db, root=root, files=None if files is None else np.asarray(files), row_px=rows, col_px=cols,
                    width_m=np.full(len(rows), float(np.median(db.width_m))), centres=centres)
 
 
