@@ -53,6 +53,14 @@ def gaussian_product(means_a, covs_a, means_b, covs_b):
     return np.einsum("nij,nj->ni", covs, weighted), covs
 
 
+def best_inside(window_centres, window_similarities, tile_centres, tile_widths):
+    """(T,): for each square footprint (metric centre (T, 2), side (T,)), the highest similarity of a
+    window whose centre lies in it; -inf where none does."""
+    offsets = np.abs(np.asarray(window_centres, np.float64)[None] - np.asarray(tile_centres, np.float64)[:, None])
+    inside = np.all(offsets <= np.asarray(tile_widths, np.float64)[:, None, None] / 2.0 + EDGE_TOLERANCE_M, axis=2)
+    return np.where(inside, np.asarray(window_similarities, np.float64)[None], -np.inf).max(axis=1)
+
+
 def checkpoint_key(checkpoint):
     """The descriptors' file key: the checkpoint's absolute path and the time its files were written."""
     checkpoint = os.path.abspath(str(checkpoint))
@@ -91,6 +99,7 @@ class FineWindows:
         self.folder = folder
         self.stride_m = self.step * float(np.median(db.width_m)) / size
         self._descriptors, self._known, self._key = None, None, None
+        self._inside = {}
 
     def __len__(self):
         return len(self.windows)
@@ -101,7 +110,11 @@ class FineWindows:
         return np.flatnonzero(np.all(offsets <= width_m / 2.0 + EDGE_TOLERANCE_M, axis=1))
 
     def inside_tile(self, db, tile):
-        return self.inside(db.centres[tile], db.width_m[tile])
+        if db is not self.db:
+            return self.inside(db.centres[tile], db.width_m[tile])
+        if int(tile) not in self._inside:
+            self._inside[int(tile)] = self.inside(db.centres[tile], db.width_m[tile])
+        return self._inside[int(tile)]
 
     # ------------------------------------------------------------ descriptors
     def descriptor_path(self, checkpoint):
@@ -147,6 +160,17 @@ class FineWindows:
             self._known[missing] = True
             self._save(model.checkpoint)
         return self._descriptors[ids]
+
+    def best_similarities(self, db, tiles, query, model):
+        """(len(tiles),): the panorama's (descriptor `query`, by model) highest similarity to a window
+        centred in each tile's footprint (localize.rerank=windows)."""
+        inside = [self.inside_tile(db, t) for t in tiles]
+        if not all(len(ids) for ids in inside):
+            raise DataError(f"a tile of {db.root} holds no window centre at fine stride {self.step} px: lower "
+                            f"localize.fine_stride_px")
+        needed = np.unique(np.concatenate(inside))
+        similarities = self.descriptors(model, needed) @ np.asarray(query, np.float32)
+        return best_inside(self.windows.centres[needed], similarities, db.centres[tiles], db.width_m[tiles])
 
     # ------------------------------------------------------------ estimates
     def estimate(self, ids, similarities, temperature):
