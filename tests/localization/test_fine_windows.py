@@ -14,7 +14,12 @@ from rasterio.transform import from_origin
 from utils.config import load_config
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.localization.database import build_database, load_database
-from utils.localization.fine_windows import FineWindows, best_inside, gaussian_product, window_estimate
+from utils.localization.fine_windows import (
+    FineWindows,
+    best_inside,
+    gaussian_product,
+    window_estimate,
+)
 from utils.localization.index import TileIndex
 from utils.localization.predict import open_fine_model
 from utils.localization.query import Localizer, Settings
@@ -248,6 +253,7 @@ def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_
     head_cov = db.sigma_to_metric(true_tile, 4.0 * np.eye(2))           # the retrieval checkpoint's head
     mean, cov = gaussian_product(db.centres[true_tile][None], head_cov[None], truth[None],
                                  in_true_tile(hybrid).cov[None])
+    np.testing.assert_allclose(in_true_tile(product).mean, mean[0], atol=1e-6)
     np.testing.assert_allclose(in_true_tile(product).cov, cov[0], rtol=1e-6)
     reranked = replace(settings, fine="head", rerank="windows", rerank_candidates=len(db), top_k=2)
     for weight, first in ((0.0, decoy), (10.0, true_tile)):
@@ -260,6 +266,7 @@ def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_
 
 def test_a_fine_checkpoint_that_is_missing_or_does_not_fit_is_one_line(tmp_path):
     import tensorflow.compat.v1 as tf
+
     from utils.cli import graph_mode
     graph_mode()
     cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml"))
