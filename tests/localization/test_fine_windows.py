@@ -220,10 +220,15 @@ def test_window_rerank_maths_on_a_hand_made_case():
     best = best_inside(windows, [0.2, 0.9, 0.4, 0.7], [[0.0, 0.0], [10.0, 0.0], [30.0, 0.0], [60.0, 0.0]],
                        [10.0, 10.0, 4.0, 4.0])
     np.testing.assert_array_equal(best, [0.9, 0.9, 0.7, -np.inf])   # the border counts; a window-less tile: -inf
-    similarities, window_best = [0.8, 0.7, 0.6], [0.1, 0.5, 0.3]      # scores at weight 1: 0.9, 1.2, 0.9
-    assert window_rerank(similarities, window_best, 0.0).tolist() == [0, 1, 2]
-    assert window_rerank(similarities, window_best, 1.0).tolist() == [1, 0, 2]    # ties keep the retrieval order
-    assert window_rerank(similarities, window_best, 0.2).tolist() == [0, 1, 2]    # 0.82, 0.80, 0.66
+    similarities, window_best = [0.8, 0.7, 0.6], [0.1, 0.5, 0.3]
+    order, scores = window_rerank(similarities, window_best, 0.0)
+    assert order.tolist() == [0, 1, 2] and scores.tolist() == similarities
+    order, scores = window_rerank(similarities, window_best, 1.0)
+    assert order.tolist() == [1, 0, 2]                              # ties keep the retrieval order
+    np.testing.assert_allclose(scores, [0.45, 0.6, 0.45])
+    order, scores = window_rerank(similarities, window_best, 0.25)
+    assert order.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(scores, [0.66, 0.66, 0.54])          # 0.825 / 1.25, 0.825 / 1.25, 0.675 / 1.25
 
 
 def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_database, tmp_path):
@@ -260,8 +265,11 @@ def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_
         result = Localizer(retrieval, db, index, replace(reranked, rerank_weight=weight),
                            fine_model=windows_model).localize_all([crop], progress=False)[0]
         assert result.tiles[0].tile == first
-        expected = index.similarity(retrieval.panorama_descriptors([crop]), [first])[0][0]
-        assert result.tiles[0].similarity == pytest.approx(float(expected))   # the mixture keeps retrieval's
+        retrieved = float(index.similarity(retrieval.panorama_descriptors([crop]), [first])[0][0])
+        best = FineWindows(db, 80).best_similarities(db, [first], windows_model.panorama_descriptors([crop])[0],
+                                                      windows_model)[0]
+        assert result.tiles[0].similarity == pytest.approx((retrieved + weight * best) / (1 + weight))
+    assert best == pytest.approx(1.0)                                # the window holding exactly the crop
 
 
 def test_a_fine_checkpoint_that_is_missing_or_does_not_fit_is_one_line(tmp_path):

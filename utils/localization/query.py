@@ -140,8 +140,8 @@ class Localizer:
                     raise ValueError("rerank=windows with a fine checkpoint needs the panorama's descriptor by it")
                 fine_descriptor = descriptor
             best = self.fine.best_similarities(self.db, ids, fine_descriptor, self.fine_model)
-            order = window_rerank(similarities, best, s.rerank_weight)[:self.candidates]
-            return ids[order], similarities[order]
+            order, scores = window_rerank(similarities, best, s.rerank_weight)
+            return ids[order[:self.candidates]], scores[order[:self.candidates]]
         if s.rerank in NEIGHBOURHOOD_RERANKS:
             similarities, ids = self.index.search(descriptor[None], max(s.rerank_candidates, self.candidates))
             order = self.neighbourhood_order(ids[0], similarities[0])[:self.candidates]
