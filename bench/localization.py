@@ -80,7 +80,8 @@ RECUT_CANDIDATES = (1, 2, 3, 5)
 FINE_TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)   # localize.fine=windows: tried on validation (dense)
 WINDOWS_ROW = "dense, window search (fine: windows)"
 PRODUCT_ROW = "dense, head x window search (fine: product)"
-WINDOW_RERANK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)   # localize.rerank=windows: tried on validation (top-1)
+WINDOW_RERANK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # localize.rerank=windows: tried on validation (top-1)
+HYBRID_TEMPERATURES = (0.005, 0.01, 0.02, 0.05, 0.1)   # the fine checkpoint's window search: tried on validation
 HYBRID_VARIANTS = {   # retrieval by the main checkpoint; windows by localize.fine_checkpoint's network
     "hybrid: window re-rank": {"rerank": "windows", "fine": "head"},
     "hybrid: window search": {"fine": "windows"},
@@ -88,7 +89,8 @@ HYBRID_VARIANTS = {   # retrieval by the main checkpoint; windows by localize.fi
     "hybrid: window re-rank + window search": {"rerank": "windows", "fine": "windows"},
     "hybrid: window re-rank + head x window search": {"rerank": "windows", "fine": "product"},
 }
-HYBRID_JOINT = ("hybrid: window search", "hybrid: head x window search")
+HYBRID_JOINT = ("hybrid: window search", "hybrid: head x window search", "hybrid: window re-rank + window search",
+                "hybrid: window re-rank + head x window search")
 EDGE_BANDS = (0.0, 0.125, 0.25, 0.375)
 SPARSE_GOAL, RERANK_GOAL, RECOVER_GOAL, SPOIL_GOAL, JOINT_GOAL = 1.5, 0.03, 0.25, 0.02, 0.70
 
@@ -529,11 +531,11 @@ def validation_paths(root, cities):
     return {c: sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))) for c in cities}
 
 
-def tune_fine(model, root, cities, settings, out, validation, fine_model=None):
+def tune_fine(model, root, cities, settings, out, validation, fine_model=None, temperatures=FINE_TEMPERATURES):
     """localize.fine=windows: the window temperature with the lowest median fused error on the
     validation panoramas (dense database, the fusion's settings as chosen for the offset head)."""
     trials = []
-    for temperature in FINE_TEMPERATURES:
+    for temperature in temperatures:
         rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, fine_model, fine="windows",
                                             fine_temperature=temperature), validation)
         recovered, spoiled = recoveries(rows)
@@ -548,7 +550,8 @@ def tune_hybrid(model, fine_model, root, cities, settings, out, validation):
     recovery goals (most wrong top-1 tiles of plain retrieval recovered with at most SPOIL_GOAL of the
     right ones spoiled, else the one spoiling least) and the one for the joint goal (joint closer than
     fused single most often on the validation sequences)."""
-    temperature, temperatures = tune_fine(model, root, cities, settings, out, validation, fine_model)
+    temperature, temperatures = tune_fine(model, root, cities, settings, out, validation, fine_model,
+                                          HYBRID_TEMPERATURES)
     chosen = {"fine_temperature": temperature["fine_temperature"]}
     weights = [{"rerank_weight": w, "top1_hit": top1_hit_rate(localizers_for(
         model, root, cities, 320, settings, out, fine_model, rerank="windows", rerank_weight=w, **chosen), validation)}

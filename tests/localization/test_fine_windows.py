@@ -270,6 +270,9 @@ def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_
                                                       windows_model)[0]
         assert result.tiles[0].similarity == pytest.approx((retrieved + weight * best) / (1 + weight))
     assert best == pytest.approx(1.0)                                # the window holding exactly the crop
+    for weight, first in ((0.0, decoy), (10.0, true_tile)):         # a sequence's shared tiles: the same scores
+        localizer = Localizer(retrieval, db, index, replace(reranked, rerank_weight=weight), fine_model=windows_model)
+        assert localizer.predict_sequence([crop, crop], np.zeros((2, 2)), progress=False).tiles[0] == first
 
 
 def test_a_fine_checkpoint_that_is_missing_or_does_not_fit_is_one_line(tmp_path):

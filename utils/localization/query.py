@@ -212,16 +212,28 @@ class Localizer:
 
     def predict_sequence(self, paths, offsets, progress=True, keep_heatmaps=False):
         """Every panorama predicted in the same tiles: the top-k of all their candidates
-        (each one's top localize.joint_candidates) by the panoramas' mean similarity."""
+        (each one's top localize.joint_candidates) by the panoramas' mean similarity (rerank=windows:
+        mean window re-rank score, which then weighs each panorama's mixture)."""
         s = self.settings
         paths = [str(p) for p in paths]
         descriptors = self.model.panorama_descriptors(paths, progress)
         candidates = [self.index.search(d[None], max(s.joint_candidates, s.top_k))[1][0] for d in descriptors]
-        tiles, similarities = consensus_tiles(lambda ids: self.index.similarity(descriptors, ids), candidates,
-                                              s.top_k)
+        tiles, similarities = consensus_tiles(self._sequence_scores(paths, descriptors, progress), candidates, s.top_k)
         outputs = self._outputs(paths, [tiles] * len(paths), progress, keep_heatmaps, descriptors)
         stacked = [None if outputs[0][n] is None else np.stack([o[n] for o in outputs]) for n in range(3)]
         return SequencePrediction(paths, np.asarray(offsets, np.float64), tiles, similarities, *stacked)
+
+    def _sequence_scores(self, paths, descriptors, progress):
+        """ids -> (P, len(ids)) scores of the panoramas for tiles: their similarities, or with
+        rerank=windows the window re-rank's scores."""
+        if self.settings.rerank != "windows":
+            return lambda ids: self.index.similarity(descriptors, ids)
+        fine = self.fine_descriptors(paths, descriptors, progress)
+
+        def scores(ids):
+            best = np.stack([self.fine.best_similarities(self.db, ids, f, self.fine_model) for f in fine])
+            return window_rerank(self.index.similarity(descriptors, ids), best, self.settings.rerank_weight)[1]
+        return scores
 
     def joint(self, prediction, singles, settings=None):
         """Joint PanoramaResults: panorama j weighs the shared tiles by its own similarity mixed

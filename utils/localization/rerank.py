@@ -89,6 +89,7 @@ def footprint_rerank(similarities, centres, widths, weight):
 
 def window_rerank(similarities, window_best, weight):
     """(order, scores): candidates by (similarity + weight x the best similarity of a window centred in
-    their footprint) / (1 + weight), a similarity on the retrieval's scale that the mixture weighs by."""
+    their footprint) / (1 + weight), a similarity on the retrieval's scale that the mixture weighs by
+    (arrays (..., K): along the last axis)."""
     scores = (np.asarray(similarities, np.float64) + float(weight) * np.asarray(window_best, np.float64)) / (1.0 + float(weight))
-    return np.argsort(-scores, kind="stable"), scores
+    return np.argsort(-scores, axis=-1, kind="stable"), scores
