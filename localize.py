@@ -108,6 +108,9 @@ def open_model(args, modality=None):
     if settings.uses_windows:
         from utils.localization.fine_windows import check_raster
         check_raster(db)                      # before the checkpoint is restored
+        if settings.fine_checkpoint:
+            from utils.localization.predict import fine_checkpoint_prefix
+            fine_checkpoint_prefix(settings.fine_checkpoint)
     return LocalizationModel(cfg, args.checkpoint, modality), db, settings, IndexSettings.from_config(cfg)
 
 

@@ -127,14 +127,19 @@ class LocalizationModel:
         return scan.values["offsets"], scan.values.get("sigma"), scan.extra.get("heatmaps")
 
 
-def open_fine_model(cfg, checkpoint, modality="street"):
-    """localize.fine_checkpoint's LocalizationModel, restored with cfg's network: a one-line
-    CheckpointError when there is no checkpoint or it does not fit the config's network."""
+def fine_checkpoint_prefix(checkpoint):
+    """localize.fine_checkpoint's prefix, or a one-line CheckpointError when there is none."""
     try:
-        prefix = checkpoint_prefix(str(checkpoint))
+        return checkpoint_prefix(str(checkpoint))
     except CheckpointError:
         raise CheckpointError(f"localize.fine_checkpoint {checkpoint} is not a checkpoint (no .index file there): "
                               f"give a checkpoint folder or prefix, or set localize.fine_checkpoint to ''") from None
+
+
+def open_fine_model(cfg, checkpoint, modality="street"):
+    """localize.fine_checkpoint's LocalizationModel, restored with cfg's network: a one-line
+    CheckpointError when there is no checkpoint or it does not fit the config's network."""
+    prefix = fine_checkpoint_prefix(checkpoint)
     try:
         return LocalizationModel(cfg, prefix, modality)
     except CheckpointError as error:
