@@ -6,7 +6,9 @@ A stored tile's descriptor matches a panorama best when the panorama is near the
 raster every localize.fine_stride_px (640-px convention); inside a candidate tile, the windows whose
 centres lie in the tile's footprint vote with softmax(similarity / localize.fine_temperature), and
 the panorama is put at the weighted mean of their centres, with the weighted covariance of the
-centres plus the stride's quantisation (stride^2 / 12 per axis) as its Gaussian.
+centres plus the stride's quantisation (stride^2 / 12 per axis) as its Gaussian. The same windows
+give localize.rerank=windows its evidence: a candidate tile's best window similarity. The network
+describing windows and panoramas may be another checkpoint's than retrieval's (localize.fine_checkpoint).
 
     DB/fine_windows/stride<S>_px<P>/satellite/window_<row>_<col>.png   cut once, when first needed
     DB/fine_windows/stride<S>_px<P>/descriptors_<key>.npz              per checkpoint (path and time)
