@@ -59,6 +59,7 @@ from utils.session import checkpoints as ckpt  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
 THRESHOLDS = (10.0, 25.0)
+WINDOW_RERANK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # localize.rerank=windows: tried on validation (top-1)
 LENGTH, SPACING_M = 4, 5.0
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
@@ -71,16 +72,17 @@ RERANK_GRIDS = {              # re-ranking settings tried on validation (top-1 t
     "gnn": [{"rerank_k1": k1, "rerank_k2": k2, "rerank_layers": layers}
             for k1, k2, layers in itertools.product((2, 4, 8), (2, 3, 5), (1, 2))],
     "footprint": [{"rerank_weight": w} for w in (0.1, 0.25, 0.5, 1.0)],
+    "windows": [{"rerank_weight": w} for w in WINDOW_RERANK_WEIGHTS],
 }
 RERANK_NAMES = {"spatial": "spatial re-rank", "expansion": "query expansion", "k_reciprocal": "k-reciprocal",
-                "gnn": "graph (GNN) re-rank", "footprint": "footprint-graph re-rank"}
+                "gnn": "graph (GNN) re-rank", "footprint": "footprint-graph re-rank",
+                "windows": "window re-rank"}   # the checkpoint's own windows (localize.fine_checkpoint: hybrid rows)
 GRAPH_GRID = [{"graph_candidates": k, "graph_support": support}
               for k, support in itertools.product((5, 10, 20), (0.5, 1.0, 2.0, 5.0))]
 RECUT_CANDIDATES = (1, 2, 3, 5)
 FINE_TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)   # localize.fine=windows: tried on validation (dense)
 WINDOWS_ROW = "dense, window search (fine: windows)"
 PRODUCT_ROW = "dense, head x window search (fine: product)"
-WINDOW_RERANK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # localize.rerank=windows: tried on validation (top-1)
 HYBRID_TEMPERATURES = (0.005, 0.01, 0.02, 0.05, 0.1)   # the fine checkpoint's window search: tried on validation
 HYBRID_VARIANTS = {   # retrieval by the main checkpoint; windows by localize.fine_checkpoint's network
     "hybrid: window re-rank": {"rerank": "windows", "fine": "head"},
@@ -629,7 +631,7 @@ def hybrid_table(results):
     d = results["databases"]
     lines += ["", ("| test (dense) | top-1 tile holds it % | fused median m | <=10 m % | wrong top-1 recovered % | "
                    "right top-1 spoiled % | same, own top-1: recovered % | spoiled % |"), "|---|---|---|---|---|---|---|---|"]
-    for name in ["dense (stride 320)", WINDOWS_ROW, PRODUCT_ROW, *HYBRID_VARIANTS]:
+    for name in ["dense (stride 320)", "dense, window re-rank", WINDOWS_ROW, PRODUCT_ROW, *HYBRID_VARIANTS]:
         r = d.get(name)
         if r is None:
             continue
