@@ -105,10 +105,21 @@ def open_model(args, modality=None):
     settings = Settings.from_config(cfg)
     db = load_database(args.db)
     check_matches_training(db, cfg, settings.size_tolerance)
-    if settings.fine in ("windows", "product"):
+    if settings.uses_windows:
         from utils.localization.fine_windows import check_raster
         check_raster(db)                      # before the checkpoint is restored
+        if settings.fine_checkpoint:
+            from utils.localization.predict import fine_checkpoint_prefix
+            fine_checkpoint_prefix(settings.fine_checkpoint)
     return LocalizationModel(cfg, args.checkpoint, modality), db, settings, IndexSettings.from_config(cfg)
+
+
+def open_fine_model(args, settings, modality):
+    """localize.fine_checkpoint's model when the settings use windows and name one, else None."""
+    if not (settings.uses_windows and settings.fine_checkpoint):
+        return None
+    from utils.localization.predict import open_fine_model as restore
+    return restore(load_config(args.config, args.overrides), settings.fine_checkpoint, modality or "street")
 
 
 def ground_mpp(args):
@@ -148,16 +159,20 @@ def command_query(args):
     from utils.localization.index import load_index
     from utils.localization.query import Localizer
     model, db, settings, index_settings = open_model(args, args.modality)
-    joint = None
+    joint, fine_model = None, None
     try:
+        fine_model = open_fine_model(args, settings, args.modality)
         offsets = read_offsets(args.joint, args.panoramas) if args.joint else None
-        localizer = Localizer(model, db, load_index(db, model.checkpoint, index_settings), settings)
+        localizer = Localizer(model, db, load_index(db, model.checkpoint, index_settings), settings,
+                              fine_model=fine_model)
         if offsets is None:
             results = localizer.localize_all(args.panoramas, keep_heatmaps=bool(args.figures))
         else:
             results, joint = localizer.localize_sequence(args.panoramas, offsets, keep_heatmaps=bool(args.figures))
     finally:
         model.close()
+        if fine_model is not None:
+            fine_model.close()
     db = localizer.results_db
     write_geojson(args.out, db, results, joint)
     if args.figures:

@@ -3,6 +3,12 @@ test split: top-1 alone vs top-k fusion, dense vs sparse databases, re-ranking (
 expansion), and joint vs single localization of sequences. Prints the README's tables (markdown).
 
     python bench/localization.py [--config configs/demo.yaml] [--checkpoint runs/demo/E_3/4] [--set key=value]
+    python bench/localization.py --checkpoint runs/demo/E_3/4 --set localize.fine_checkpoint=CENTRED_E_1a
+
+With localize.fine_checkpoint (e.g. an E_1a trained with data.positives=centred) the hybrid rows
+are added: retrieval by the main checkpoint, the window search and the window re-ranker
+(localize.rerank=windows) by the fine one, each setting chosen on validation; every other row
+uses the main checkpoint alone, as without it.
 
 For every test city: a dense (stride 320) and a sparse (stride 640) database cut from the city's
 GeoTIFF (`<city>/aerial_map.tif`), indexed with the checkpoint; errors are metres in the
@@ -17,6 +23,7 @@ All are written by utils/data/synthetic_sequences.py into the dataset when missi
 import argparse
 import csv
 import glob
+import hashlib
 import itertools
 import json
 import os
@@ -46,12 +53,13 @@ from utils.errors import CheckpointError, DataError
 from utils.localization.database import INFO_FILE, build_database, load_database  # noqa: E402
 from utils.localization.index import build_index, load_index  # noqa: E402
 from utils.localization.output_cache import CachedModel  # noqa: E402
-from utils.localization.predict import LocalizationModel  # noqa: E402
+from utils.localization.predict import LocalizationModel, open_fine_model  # noqa: E402
 from utils.localization.query import Localizer, Settings  # noqa: E402
 from utils.session import checkpoints as ckpt  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
 THRESHOLDS = (10.0, 25.0)
+WINDOW_RERANK_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # localize.rerank=windows: tried on validation (top-1)
 LENGTH, SPACING_M = 4, 5.0
 TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)
 MIN_SIGMAS_M = (0.0, 10.0, 20.0, 40.0, 80.0)
@@ -64,15 +72,27 @@ RERANK_GRIDS = {              # re-ranking settings tried on validation (top-1 t
     "gnn": [{"rerank_k1": k1, "rerank_k2": k2, "rerank_layers": layers}
             for k1, k2, layers in itertools.product((2, 4, 8), (2, 3, 5), (1, 2))],
     "footprint": [{"rerank_weight": w} for w in (0.1, 0.25, 0.5, 1.0)],
+    "windows": [{"rerank_weight": w} for w in WINDOW_RERANK_WEIGHTS],
 }
 RERANK_NAMES = {"spatial": "spatial re-rank", "expansion": "query expansion", "k_reciprocal": "k-reciprocal",
-                "gnn": "graph (GNN) re-rank", "footprint": "footprint-graph re-rank"}
+                "gnn": "graph (GNN) re-rank", "footprint": "footprint-graph re-rank",
+                "windows": "window re-rank"}   # the checkpoint's own windows (localize.fine_checkpoint: hybrid rows)
 GRAPH_GRID = [{"graph_candidates": k, "graph_support": support}
               for k, support in itertools.product((5, 10, 20), (0.5, 1.0, 2.0, 5.0))]
 RECUT_CANDIDATES = (1, 2, 3, 5)
 FINE_TEMPERATURES = (0.02, 0.05, 0.1, 0.2, 0.5)   # localize.fine=windows: tried on validation (dense)
 WINDOWS_ROW = "dense, window search (fine: windows)"
 PRODUCT_ROW = "dense, head x window search (fine: product)"
+HYBRID_TEMPERATURES = (0.005, 0.01, 0.02, 0.05, 0.1)   # the fine checkpoint's window search: tried on validation
+HYBRID_VARIANTS = {   # retrieval by the main checkpoint; windows by localize.fine_checkpoint's network
+    "hybrid: window re-rank": {"rerank": "windows", "fine": "head"},
+    "hybrid: window search": {"fine": "windows"},
+    "hybrid: head x window search": {"fine": "product"},
+    "hybrid: window re-rank + window search": {"rerank": "windows", "fine": "windows"},
+    "hybrid: window re-rank + head x window search": {"rerank": "windows", "fine": "product"},
+}
+HYBRID_JOINT = ("hybrid: window search", "hybrid: head x window search", "hybrid: window re-rank + window search",
+                "hybrid: window re-rank + head x window search")
 EDGE_BANDS = (0.0, 0.125, 0.25, 0.375)
 SPARSE_GOAL, RERANK_GOAL, RECOVER_GOAL, SPOIL_GOAL, JOINT_GOAL = 1.5, 0.03, 0.25, 0.02, 0.70
 
@@ -180,6 +200,15 @@ def by_edge(rows):
     return bands
 
 
+def recoveries_against(rows, plain):
+    """recoveries(), the wrong and right top-1 tiles being plain retrieval's (rows and plain: the same
+    panoramas in the same order): a re-ranker's recovered share counts the tiles it put right too."""
+    wrong = [r for r, p in zip(rows, plain) if not p["top1_hit"]]
+    right = [(r, p) for r, p in zip(rows, plain) if p["top1_hit"]]
+    recovered = sum(r["fused"] <= 25.0 for r in wrong) / max(len(wrong), 1)
+    return recovered, sum(p["top1"] <= 25.0 < r["fused"] for r, p in right) / max(len(right), 1)
+
+
 def recoveries(rows):
     """(share of wrong top-1 tiles whose final estimate is <= 25 m, share of right top-1 tiles
     (<= 25 m alone) that it takes beyond 25 m)."""
@@ -241,8 +270,8 @@ def by_top1(groups, kind):
 
 
 # ---------------------------------------------------------------- runs
-def localizers_for(model, root, cities, stride, settings, out, **changes):
-    return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, **changes))
+def localizers_for(model, root, cities, stride, settings, out, fine_model=None, **changes):
+    return {c: Localizer(model, db, load_index(db, model.checkpoint), replace(settings, **changes), fine_model=fine_model)
             for c in cities for db in [database_for(root, c, stride, out, model)]}
 
 
@@ -254,8 +283,11 @@ def panorama_rows(localizers, paths_of):
 
 def top1_hit_rate(localizers, paths_of):
     """Share of panoramas whose first retrieved tile holds them (retrieval only, no offsets)."""
-    hits = [bool(lo.db.contains(lo.retrieve(d)[0][0], truth_of(lo.db, p)))
-            for c, lo in localizers.items() for p, d in zip(paths_of[c], lo.model.panorama_descriptors(paths_of[c]))]
+    hits = [bool(lo.db.contains(lo.retrieve(d, f)[0][0], truth_of(lo.db, p)))
+            for c, lo in localizers.items()
+            for p, d, f in zip(paths_of[c], lo.model.panorama_descriptors(paths_of[c]),
+                               lo.fine_descriptors(paths_of[c]) if lo.settings.rerank == "windows"
+                               else [None] * len(paths_of[c]))]
     return float(np.mean(hits))
 
 
@@ -501,17 +533,140 @@ def validation_paths(root, cities):
     return {c: sorted(glob.glob(os.path.join(root, c, VALIDATION_DIR, "*.jpg"))) for c in cities}
 
 
-def tune_fine(model, root, cities, settings, out, validation):
+def tune_fine(model, root, cities, settings, out, validation, fine_model=None, temperatures=FINE_TEMPERATURES):
     """localize.fine=windows: the window temperature with the lowest median fused error on the
     validation panoramas (dense database, the fusion's settings as chosen for the offset head)."""
     trials = []
-    for temperature in FINE_TEMPERATURES:
-        rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, fine="windows",
+    for temperature in temperatures:
+        rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, fine_model, fine="windows",
                                             fine_temperature=temperature), validation)
         recovered, spoiled = recoveries(rows)
         trials.append({"fine_temperature": temperature, "median": float(np.median([r["fused"] for r in rows])),
                        "recovered": recovered, "spoiled": spoiled})
     return min(trials, key=lambda t: t["median"]), trials
+
+
+def tune_hybrid(model, fine_model, root, cities, settings, out, validation):
+    """The hybrid rows' settings, on validation only: the window temperature (lowest median fused
+    error, fine: windows), the window re-rank weight (highest top-1 hit rate), the variant for the
+    recovery goals (most wrong top-1 tiles of plain retrieval recovered with at most SPOIL_GOAL of the
+    right ones spoiled, else the one spoiling least) and the one for the joint goal (joint closer than
+    fused single most often on the validation sequences)."""
+    temperature, temperatures = tune_fine(model, root, cities, settings, out, validation, fine_model,
+                                          HYBRID_TEMPERATURES)
+    chosen = {"fine_temperature": temperature["fine_temperature"]}
+    weights = [{"rerank_weight": w, "top1_hit": top1_hit_rate(localizers_for(
+        model, root, cities, 320, settings, out, fine_model, rerank="windows", rerank_weight=w, **chosen), validation)}
+        for w in WINDOW_RERANK_WEIGHTS]
+    chosen["rerank_weight"] = max(weights, key=lambda t: t["top1_hit"])["rerank_weight"]
+    plain = panorama_rows(localizers_for(model, root, cities, 320, settings, out), validation)
+    variants = []
+    for name, changes in HYBRID_VARIANTS.items():
+        rows = panorama_rows(localizers_for(model, root, cities, 320, settings, out, fine_model, **chosen, **changes),
+                             validation)
+        recovered, spoiled = recoveries_against(rows, plain)
+        variants.append({"name": name, "median": float(np.median([r["fused"] for r in rows])), "recovered": recovered,
+                         "spoiled": spoiled, "top1_hit": float(np.mean([r["top1_hit"] for r in rows]))})
+    allowed = [t for t in variants if t["spoiled"] <= SPOIL_GOAL]
+    chosen["recovery_variant"] = (max(allowed, key=lambda t: (t["recovered"], -t["median"])) if allowed else
+                                  min(variants, key=lambda t: (t["spoiled"], -t["recovered"])))["name"]
+    joints = []
+    for name in HYBRID_JOINT:
+        variant = replace(settings, **chosen_hybrid(chosen), **HYBRID_VARIANTS[name])
+        localizers = localizers_for(model, root, cities, 320, variant, out, fine_model)
+        j = sequence_summary(joint_errors(predict_sequences(localizers, root, cities, VALIDATION_SEQUENCE_DIR), variant))
+        joints.append({"name": name, "joint_median": j["joint"]["median"], "single_median": j["single"]["median"],
+                       "joint_better": j["joint_better"]})
+    chosen["joint_variant"] = max(joints, key=lambda t: (t["joint_better"], -t["joint_median"]))["name"]
+    return chosen, {"fine": temperatures, "rerank": weights, "variants": variants, "joint": joints}
+
+
+def chosen_hybrid(chosen):
+    return {k: chosen[k] for k in ("fine_temperature", "rerank_weight")}
+
+
+def measure_hybrid(model, fine_model, root, cities, settings, out, validation, test_paths, results):
+    """The hybrid rows on the test split (results["databases"], results["joint_hybrid"])."""
+    chosen, results["tuning"]["hybrid"] = tune_hybrid(model, fine_model, root, cities, settings, out, validation)
+    results["chosen"]["hybrid"] = chosen
+    plain = panorama_rows(localizers_for(model, root, cities, 320, settings, out), test_paths)
+    for name, changes in HYBRID_VARIANTS.items():
+        localizers = localizers_for(model, root, cities, 320, settings, out, fine_model, **chosen_hybrid(chosen),
+                                    **changes)
+        rows = panorama_rows(localizers, test_paths)
+        row = database_summary([lo.db for lo in localizers.values()], rows)
+        row["recovered_vs_plain"], row["spoiled_vs_plain"] = recoveries_against(rows, plain)
+        results["databases"][name] = row
+    results["joint_hybrid"] = {}
+    for name in HYBRID_JOINT:
+        variant = replace(settings, **chosen_hybrid(chosen), **HYBRID_VARIANTS[name])
+        localizers = localizers_for(model, root, cities, 320, variant, out, fine_model)
+        results["joint_hybrid"][name] = sequence_summary(
+            joint_errors(predict_sequences(localizers, root, cities, SEQUENCE_DIR), variant))
+
+
+def hybrid_table(results):
+    """Validation choices and test rows of retrieval by the main checkpoint, windows by the fine one."""
+    t, c = results["tuning"]["hybrid"], results["chosen"]["hybrid"]
+    lines = [f"Hybrid: retrieval by {results['checkpoint']}, windows by {results['fine_checkpoint']}", "",
+             (f"Validation (dense): the window search by the fine checkpoint by temperature; chosen: "
+              f"{c['fine_temperature']:g} (lowest median)"), "",
+             "| window temperature | fused median m | wrong top-1 recovered % | right top-1 spoiled % |", "|---|---|---|---|"]
+    lines += [f"| {r['fine_temperature']:g} | {r['median']:.1f} | {pct(r['recovered'])} | {pct(r['spoiled'])} |"
+              for r in t["fine"]]
+    lines += ["", (f"Validation (dense): the window re-rank by weight (score = similarity + weight x best window "
+                   f"similarity in the footprint); plain {pct(results['tuning']['rerank']['none'])} %; chosen: "
+                   f"{c['rerank_weight']:g} (highest top-1)"), "", "| weight | top-1 tile holds it % |", "|---|---|"]
+    lines += [f"| {r['rerank_weight']:g} | {pct(r['top1_hit'])} |" for r in t["rerank"]]
+    lines += ["", (f"Validation (dense): the hybrid variants; wrong / right top-1 as plain retrieval's; chosen for the "
+                   f"recovery goals: {c['recovery_variant']} (most recovered with <= {pct(SPOIL_GOAL)} % spoiled, else "
+                   "the least spoiling)"), "", "| variant | top-1 % | fused median m | wrong top-1 recovered % | right top-1 spoiled % |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {r['name']} | {pct(r['top1_hit'])} | {r['median']:.1f} | {pct(r['recovered'])} | {pct(r['spoiled'])} |"
+              for r in t["variants"]]
+    lines += ["", f"Validation (sequences): chosen for the joint goal: {c['joint_variant']}", "",
+              "| variant | joint median m | fused single median m | joint closer % |", "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {r['joint_median']:.1f} | {r['single_median']:.1f} | {pct(r['joint_better'])} |"
+              for r in t["joint"]]
+    d = results["databases"]
+    lines += ["", ("| test (dense) | top-1 tile holds it % | fused median m | <=10 m % | wrong top-1 recovered % | "
+                   "right top-1 spoiled % | same, own top-1: recovered % | spoiled % |"), "|---|---|---|---|---|---|---|---|"]
+    for name in ["dense (stride 320)", "dense, window re-rank", WINDOWS_ROW, PRODUCT_ROW, *HYBRID_VARIANTS]:
+        r = d.get(name)
+        if r is None:
+            continue
+        vs_plain = (r.get("recovered_vs_plain", r["recovered_share"]), r.get("spoiled_vs_plain", r["spoiled_share"]))
+        lines.append(f"| {name} | {pct(r['top1_hit'])} | {r['fused']['median']:.1f} | {pct(r['fused']['within_10'])} | "
+                     f"{pct(vs_plain[0])} | {pct(vs_plain[1])} | {pct(r['recovered_share'])} | {pct(r['spoiled_share'])} |")
+    lines += ["", ("| test sequences (dense) | joint median m | fused single median m | joint closer % | spread in one "
+                   "shared tile m |"), "|---|---|---|---|---|"]
+    joints = {"offset head (main checkpoint)": results["joint"], "window search (main checkpoint)": results["joint_windows"],
+              "head x window search (main checkpoint)": results.get("joint_product"), **results["joint_hybrid"]}
+    for name, j in joints.items():
+        if j is not None:
+            lines.append(f"| {name} | {j['joint']['median']:.1f} | {j['single']['median']:.1f} | {pct(j['joint_better'])} | "
+                         f"{j['offset_spread_m']:.2f} |")
+    return lines
+
+
+def hybrid_goal_table(results):
+    """The issue's goals for the hybrid rows, each variant as chosen on validation."""
+    d, c = results["databases"], results["chosen"]["hybrid"]
+    plain, rerank = d["dense (stride 320)"], d["hybrid: window re-rank"]
+    recovery, joint = d[c["recovery_variant"]], results["joint_hybrid"][c["joint_variant"]]
+    rows = [(f"re-ranking top-1 (dense), window re-rank (weight {c['rerank_weight']:g})",
+             f"{pct(rerank['top1_hit'])} % (plain {pct(plain['top1_hit'])} %)", f">= {pct(plain['top1_hit'] + RERANK_GOAL)} %",
+             rerank["top1_hit"] >= plain["top1_hit"] + RERANK_GOAL),
+            (f"wrong top-1 recovered <= 25 m ({c['recovery_variant']})", f"{pct(recovery['recovered_vs_plain'])} %",
+             f">= {pct(RECOVER_GOAL)} %", recovery["recovered_vs_plain"] >= RECOVER_GOAL),
+            (f"right top-1 spoiled > 25 m ({c['recovery_variant']})", f"{pct(recovery['spoiled_vs_plain'])} %",
+             f"<= {pct(SPOIL_GOAL)} %", recovery["spoiled_vs_plain"] <= SPOIL_GOAL),
+            (f"joint median (sequences; {c['joint_variant']})", f"{joint['joint']['median']:.1f} m",
+             f"< {joint['single']['median']:.1f} m (fused single)", joint["joint"]["median"] < joint["single"]["median"]),
+            (f"joint closer than fused single ({c['joint_variant']})", f"{pct(joint['joint_better'])} %",
+             f">= {pct(JOINT_GOAL)} %", joint["joint_better"] >= JOINT_GOAL)]
+    return ["| goal, hybrid (test split; settings and variants chosen on validation) | measured | goal | met |",
+            "|---|---|---|---|"] + [f"| {name} | {m} | {g} | {'yes' if met else 'no'} |" for name, m, g, met in rows]
 
 
 def fine_table(results):
@@ -563,8 +718,15 @@ def measure(cfg, checkpoint, per_city):
     ensure_heldout(root, cities, per_city)
     out = os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "localization", "databases")
     model = CachedModel(LocalizationModel(cfg, checkpoint), os.path.join(os.path.dirname(out), "output_cache"))
+    fine_checkpoint = Settings.from_config(cfg).fine_checkpoint
+    fine_model = None
+    if fine_checkpoint:
+        fine = open_fine_model(cfg, fine_checkpoint)
+        digest = hashlib.sha1(fine.checkpoint.encode()).hexdigest()[:12]
+        fine_model = CachedModel(fine, os.path.join(os.path.dirname(out), f"output_cache_fine_{digest}"))
     prefill_all(model, root, cities, test, out)
-    results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities}
+    results = {"checkpoint": model.checkpoint, "test_panoramas": len(test.grd_paths), "cities": cities,
+               "fine_checkpoint": fine_model.checkpoint if fine_model else None}
     validation = validation_paths(root, cities)
     test_paths = {c: [str(p) for p, pc in zip(test.grd_paths, test.grd_city) if pc == c] for c in cities}
     try:
@@ -599,8 +761,12 @@ def measure(cfg, checkpoint, per_city):
             dense = localizers_for(model, root, cities, 320, product, out)
             results["joint_product"] = sequence_summary(
                 joint_errors(predict_sequences(dense, root, cities, SEQUENCE_DIR), product))
+        if fine_model is not None:
+            measure_hybrid(model, fine_model, root, cities, settings, out, validation, test_paths, results)
     finally:
         model.close()
+        if fine_model is not None:
+            fine_model.close()
     with open(os.path.join(os.path.dirname(out), "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
     return results, settings
@@ -625,6 +791,8 @@ def main(argv=None):
                     + methods_table(results["tuning"], results["chosen"]) + ["", ""] + test_table(results["databases"])
                     + ["", ""] + edge_table(results["databases"])
                     + ["", ""] + joint_table(results["joint"]) + ["", ""] + fine_table(results)))
+    if results.get("fine_checkpoint"):
+        print("\n".join(["", ""] + hybrid_goal_table(results) + ["", ""] + hybrid_table(results)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Fine localization by window search: the soft-argmax and covariance against a direct loop, the
 window grid cut from a real GeoTIFF, the per-checkpoint descriptor cache, and a Localizer with
-localize.fine=windows putting a raster crop at its own centre."""
+localize.fine=windows putting a raster crop at its own centre; a second network for the windows
+(localize.fine_checkpoint) and the window re-ranker (localize.rerank=windows)."""
 import os
 from dataclasses import replace
 
@@ -11,11 +12,18 @@ import rasterio
 from rasterio.transform import from_origin
 
 from utils.config import load_config
-from utils.errors import ConfigError, DataError
+from utils.errors import CheckpointError, ConfigError, DataError
 from utils.localization.database import build_database, load_database
-from utils.localization.fine_windows import FineWindows, gaussian_product, window_estimate
+from utils.localization.fine_windows import (
+    FineWindows,
+    best_inside,
+    gaussian_product,
+    window_estimate,
+)
 from utils.localization.index import TileIndex
+from utils.localization.predict import open_fine_model
 from utils.localization.query import Localizer, Settings
+from utils.localization.rerank import window_rerank
 
 STRIDE_M = 4.0
 
@@ -190,3 +198,96 @@ def test_fine_settings_are_checked():
         load_config(None, ["localize.fine=grid"])
     with pytest.raises(ConfigError, match="fine_temperature > 0"):
         Settings.from_config(load_config(None, ["localize.fine_temperature=0"]))
+
+
+class MirroredModel(BlockModel):
+    """Tiles as BlockModel, panoramas mirrored left-right: its window search misses the crop; its head
+    says Sigma = 4 px^2 (640 px) everywhere."""
+
+    def panorama_descriptors(self, paths, progress=False):
+        flipped = []
+        for n, p in enumerate(paths):
+            flipped.append(os.path.join(os.path.dirname(str(p)), f"mirrored_{n}.png"))
+            cv2.imwrite(flipped[-1], cv2.imread(str(p))[:, ::-1])
+        return self._descriptors(flipped)
+
+    def tile_outputs(self, tile_paths, panorama_paths, keep_heatmaps=0, progress=False):
+        return np.zeros((len(tile_paths), 2)), np.repeat(4.0 * np.eye(2)[None], len(tile_paths), axis=0), None
+
+
+def test_window_rerank_maths_on_a_hand_made_case():
+    windows = np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 0.0], [30.0, 0.0]])
+    best = best_inside(windows, [0.2, 0.9, 0.4, 0.7], [[0.0, 0.0], [10.0, 0.0], [30.0, 0.0], [60.0, 0.0]],
+                       [10.0, 10.0, 4.0, 4.0])
+    np.testing.assert_array_equal(best, [0.9, 0.9, 0.7, -np.inf])   # the border counts; a window-less tile: -inf
+    similarities, window_best = [0.8, 0.7, 0.6], [0.1, 0.5, 0.3]
+    order, scores = window_rerank(similarities, window_best, 0.0)
+    assert order.tolist() == [0, 1, 2] and scores.tolist() == similarities
+    order, scores = window_rerank(similarities, window_best, 1.0)
+    assert order.tolist() == [1, 0, 2]                              # ties keep the retrieval order
+    np.testing.assert_allclose(scores, [0.45, 0.6, 0.45])
+    order, scores = window_rerank(similarities, window_best, 0.25)
+    assert order.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(scores, [0.66, 0.66, 0.54])          # 0.825 / 1.25, 0.825 / 1.25, 0.675 / 1.25
+
+
+def test_a_second_network_describes_the_windows_and_reranks_a_look_alike(raster_database, tmp_path):
+    db, image = raster_database
+    crop = str(tmp_path / "crop.png")
+    cv2.imwrite(crop, image[32:160, 144:272, ::-1])              # inside tile (0, 128) only
+    true_tile = next(t for t in range(len(db)) if (db.row_px[t], db.col_px[t]) == (0, 128))
+    decoy = next(t for t in range(len(db)) if (db.row_px[t], db.col_px[t]) == (128, 256))
+    retrieval, windows_model = MirroredModel("/ckpt/retrieval"), BlockModel("/ckpt/centred")
+    descriptors = retrieval.tile_descriptors([db.tile_path(i) for i in range(len(db))])
+    descriptors[decoy] = retrieval.panorama_descriptors([crop])[0]       # a look-alike: similarity 1
+    index = TileIndex(descriptors, {"checkpoint": "x"})
+    settings = replace(Settings.from_config(load_config()), top_k=len(db), min_sigma_m=0.0, fine="windows",
+                       fine_stride_px=80, fine_temperature=0.001)
+    truth = db.frame.pixel_to_metric(32 + 64, 144 + 64)
+
+    def in_true_tile(result):
+        return next(t for t in result.tiles if t.tile == true_tile)
+    alone = Localizer(retrieval, db, index, settings).localize_all([crop], progress=False)[0]
+    assert alone.tiles[0].tile == decoy and np.linalg.norm(in_true_tile(alone).mean - truth) > 2.0
+    hybrid = Localizer(retrieval, db, index, settings, fine_model=windows_model).localize_all([crop], progress=False)[0]
+    assert hybrid.tiles[0].tile == decoy                             # retrieval is still the first network's
+    assert np.linalg.norm(in_true_tile(hybrid).mean - truth) < 1e-6  # the windows are the second's
+    assert windows_model.described > 0
+    product = Localizer(retrieval, db, index, replace(settings, fine="product"),
+                        fine_model=windows_model).localize_all([crop], progress=False)[0]
+    head_cov = db.sigma_to_metric(true_tile, 4.0 * np.eye(2))           # the retrieval checkpoint's head
+    mean, cov = gaussian_product(db.centres[true_tile][None], head_cov[None], truth[None],
+                                 in_true_tile(hybrid).cov[None])
+    np.testing.assert_allclose(in_true_tile(product).mean, mean[0], atol=1e-6)
+    np.testing.assert_allclose(in_true_tile(product).cov, cov[0], rtol=1e-6)
+    reranked = replace(settings, fine="head", rerank="windows", rerank_candidates=len(db), top_k=2)
+    for weight, first in ((0.0, decoy), (10.0, true_tile)):
+        result = Localizer(retrieval, db, index, replace(reranked, rerank_weight=weight),
+                           fine_model=windows_model).localize_all([crop], progress=False)[0]
+        assert result.tiles[0].tile == first
+        retrieved = float(index.similarity(retrieval.panorama_descriptors([crop]), [first])[0][0])
+        best = FineWindows(db, 80).best_similarities(db, [first], windows_model.panorama_descriptors([crop])[0],
+                                                      windows_model)[0]
+        assert result.tiles[0].similarity == pytest.approx((retrieved + weight * best) / (1 + weight))
+    assert best == pytest.approx(1.0)                                # the window holding exactly the crop
+    for weight, first in ((0.0, decoy), (10.0, true_tile)):         # a sequence's shared tiles: the same scores
+        localizer = Localizer(retrieval, db, index, replace(reranked, rerank_weight=weight), fine_model=windows_model)
+        assert localizer.predict_sequence([crop, crop], np.zeros((2, 2)), progress=False).tiles[0] == first
+
+
+def test_a_fine_checkpoint_that_is_missing_or_does_not_fit_is_one_line(tmp_path):
+    import tensorflow.compat.v1 as tf
+
+    from utils.cli import graph_mode
+    graph_mode()
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "demo.yaml"))
+    with pytest.raises(CheckpointError, match="is not a checkpoint") as missing:
+        open_fine_model(cfg, str(tmp_path / "nothing"))
+    with tf.Graph().as_default():
+        tf.get_variable("other_network/weights", shape=[3, 2])
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    with pytest.raises(CheckpointError, match="does not match the config's network") as wrong:
+        open_fine_model(cfg, str(tmp_path))
+    assert "\n" not in str(missing.value) and "\n" not in str(wrong.value)

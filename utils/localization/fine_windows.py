@@ -6,7 +6,9 @@ A stored tile's descriptor matches a panorama best when the panorama is near the
 raster every localize.fine_stride_px (640-px convention); inside a candidate tile, the windows whose
 centres lie in the tile's footprint vote with softmax(similarity / localize.fine_temperature), and
 the panorama is put at the weighted mean of their centres, with the weighted covariance of the
-centres plus the stride's quantisation (stride^2 / 12 per axis) as its Gaussian.
+centres plus the stride's quantisation (stride^2 / 12 per axis) as its Gaussian. The same windows
+give localize.rerank=windows its evidence: a candidate tile's best window similarity. The network
+describing windows and panoramas may be another checkpoint's than retrieval's (localize.fine_checkpoint).
 
     DB/fine_windows/stride<S>_px<P>/satellite/window_<row>_<col>.png   cut once, when first needed
     DB/fine_windows/stride<S>_px<P>/descriptors_<key>.npz              per checkpoint (path and time)
@@ -53,6 +55,14 @@ def gaussian_product(means_a, covs_a, means_b, covs_b):
     return np.einsum("nij,nj->ni", covs, weighted), covs
 
 
+def best_inside(window_centres, window_similarities, tile_centres, tile_widths):
+    """(T,): for each square footprint (metric centre (T, 2), side (T,)), the highest similarity of a
+    window whose centre lies in it; -inf where none does."""
+    offsets = np.abs(np.asarray(window_centres, np.float64)[None] - np.asarray(tile_centres, np.float64)[:, None])
+    inside = np.all(offsets <= np.asarray(tile_widths, np.float64)[:, None, None] / 2.0 + EDGE_TOLERANCE_M, axis=2)
+    return np.where(inside, np.asarray(window_similarities, np.float64)[None], -np.inf).max(axis=1)
+
+
 def checkpoint_key(checkpoint):
     """The descriptors' file key: the checkpoint's absolute path and the time its files were written."""
     checkpoint = os.path.abspath(str(checkpoint))
@@ -91,6 +101,7 @@ class FineWindows:
         self.folder = folder
         self.stride_m = self.step * float(np.median(db.width_m)) / size
         self._descriptors, self._known, self._key = None, None, None
+        self._inside = {}
 
     def __len__(self):
         return len(self.windows)
@@ -101,7 +112,11 @@ class FineWindows:
         return np.flatnonzero(np.all(offsets <= width_m / 2.0 + EDGE_TOLERANCE_M, axis=1))
 
     def inside_tile(self, db, tile):
-        return self.inside(db.centres[tile], db.width_m[tile])
+        if db is not self.db:
+            return self.inside(db.centres[tile], db.width_m[tile])
+        if int(tile) not in self._inside:
+            self._inside[int(tile)] = self.inside(db.centres[tile], db.width_m[tile])
+        return self._inside[int(tile)]
 
     # ------------------------------------------------------------ descriptors
     def descriptor_path(self, checkpoint):
@@ -147,6 +162,17 @@ class FineWindows:
             self._known[missing] = True
             self._save(model.checkpoint)
         return self._descriptors[ids]
+
+    def best_similarities(self, db, tiles, query, model):
+        """(len(tiles),): the panorama's (descriptor `query`, by model) highest similarity to a window
+        centred in each tile's footprint (localize.rerank=windows)."""
+        inside = [self.inside_tile(db, t) for t in tiles]
+        if not all(len(ids) for ids in inside):
+            raise DataError(f"a tile of {db.root} holds no window centre at fine stride {self.step} px: lower "
+                            f"localize.fine_stride_px")
+        needed = np.unique(np.concatenate(inside))
+        similarities = self.descriptors(model, needed) @ np.asarray(query, np.float32)
+        return best_inside(self.windows.centres[needed], similarities, db.centres[tiles], db.width_m[tiles])
 
     # ------------------------------------------------------------ estimates
     def estimate(self, ids, similarities, temperature):

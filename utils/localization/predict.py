@@ -9,7 +9,7 @@ import numpy as np
 from utils.data.dataset import SplitIndex
 from utils.data.sar_raster import SAR_KIND, read_sar_db
 from utils.data.splits import SPACENET6, build_loader
-from utils.errors import DataError
+from utils.errors import CheckpointError, DataError
 from utils.evaluation.inference import network_of_checkpoint, restore_network
 from utils.evaluation.scan import Scanner
 from utils.localization.database import training_ground_mpp
@@ -125,6 +125,27 @@ class LocalizationModel:
         scanner = self._scanner(scan_index(tile_paths, panorama_paths, "query pairs"), progress)
         scan = scanner.pairs(np.arange(len(tile_paths)), keep_heatmaps=keep_heatmaps, desc="offsets")
         return scan.values["offsets"], scan.values.get("sigma"), scan.extra.get("heatmaps")
+
+
+def fine_checkpoint_prefix(checkpoint):
+    """localize.fine_checkpoint's prefix, or a one-line CheckpointError when there is none."""
+    try:
+        return checkpoint_prefix(str(checkpoint))
+    except CheckpointError:
+        raise CheckpointError(f"localize.fine_checkpoint {checkpoint} is not a checkpoint (no .index file there): "
+                              f"give a checkpoint folder or prefix, or set localize.fine_checkpoint to ''") from None
+
+
+def open_fine_model(cfg, checkpoint, modality="street"):
+    """localize.fine_checkpoint's LocalizationModel, restored with cfg's network: a one-line
+    CheckpointError when there is no checkpoint or it does not fit the config's network."""
+    prefix = fine_checkpoint_prefix(checkpoint)
+    try:
+        return LocalizationModel(cfg, prefix, modality)
+    except CheckpointError as error:
+        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:3])
+        raise CheckpointError(f"localize.fine_checkpoint {prefix} does not match the config's network ({detail}): "
+                              f"give a checkpoint trained with the config's model widths and image sizes") from None
 
 
 def _unit(descriptors):

@@ -15,9 +15,9 @@ from utils.localization.joint import localize_jointly
 from utils.localization.neighbourhood import gnn_scores, joint_similarities, k_reciprocal_distances
 from utils.localization.recut import WindowCutter
 from utils.localization.rerank import (consensus_scores, consensus_tiles, expanded_query, footprint_rerank,
-                                       reference_graph, spatial_rerank)
+                                       reference_graph, spatial_rerank, window_rerank)
 
-RERANKS = ("none", "spatial", "expansion", "k_reciprocal", "gnn", "footprint")
+RERANKS = ("none", "spatial", "expansion", "k_reciprocal", "gnn", "footprint", "windows")
 NEIGHBOURHOOD_RERANKS = ("k_reciprocal", "gnn", "footprint")
 PREDICTORS = ("fusion", "graph")
 FINE = ("head", "windows", "product")
@@ -36,6 +36,7 @@ class Settings:                    # the `localize:` section of the config (conf
     fine: str
     fine_stride_px: int
     fine_temperature: float
+    fine_checkpoint: str
     expansion_tiles: int
     expansion_alpha: float
     rerank_k1: int
@@ -67,6 +68,11 @@ class Settings:                    # the `localize:` section of the config (conf
         if settings.top_k < 1 or settings.temperature <= 0:
             raise ConfigError("localize.top_k must be >= 1 and localize.temperature > 0")
         return settings
+
+    @property
+    def uses_windows(self):
+        """Whether the window grid over the database's raster is needed (fine or rerank by windows)."""
+        return self.fine in ("windows", "product") or self.rerank == "windows"
 
 
 @dataclass
@@ -104,12 +110,15 @@ class PanoramaResult:
 
 
 class Localizer:
-    def __init__(self, model, db, index, settings, fine=None):
-        """fine: the FineWindows to use (default: made over db when settings.fine is windows)."""
+    def __init__(self, model, db, index, settings, fine=None, fine_model=None):
+        """fine: the FineWindows to use (default: made over db when settings use windows); fine_model:
+        the network describing the windows and the panoramas for them (localize.fine_checkpoint's;
+        default: model, the retrieval's)."""
         self.model, self.db, self.index, self.settings = model, db, index, settings
+        self.fine_model = model if fine_model is None else fine_model
         self.neighbours = reference_graph(db.centres, db.width_m) if settings.rerank == "spatial" else None
         self.cutter = WindowCutter(db) if settings.recut_candidates > 0 else None
-        if fine is None and settings.fine in ("windows", "product"):
+        if fine is None and settings.uses_windows:
             fine = FineWindows(db, settings.fine_stride_px, getattr(model, "sat_px", None))
         self.fine = fine
 
@@ -119,9 +128,20 @@ class Localizer:
         s = self.settings
         return max(s.top_k, s.graph_candidates) if s.predictor == "graph" else s.top_k
 
-    def retrieve(self, descriptor):
-        """(tile ids, similarities) of the top tiles for one panorama descriptor."""
+    def retrieve(self, descriptor, fine_descriptor=None):
+        """(tile ids, similarities) of the top tiles for one panorama descriptor (fine_descriptor: the
+        panorama's by the fine model, for rerank=windows; needed when that is not the retrieval's)."""
         s = self.settings
+        if s.rerank == "windows":
+            similarities, ids = self.index.search(descriptor[None], max(s.rerank_candidates, self.candidates))
+            ids, similarities = ids[0], similarities[0].astype(np.float64)
+            if fine_descriptor is None:
+                if self.fine_model is not self.model:
+                    raise ValueError("rerank=windows with a fine checkpoint needs the panorama's descriptor by it")
+                fine_descriptor = descriptor
+            best = self.fine.best_similarities(self.db, ids, fine_descriptor, self.fine_model)
+            order, scores = window_rerank(similarities, best, s.rerank_weight)
+            return ids[order[:self.candidates]], scores[order[:self.candidates]]
         if s.rerank in NEIGHBOURHOOD_RERANKS:
             similarities, ids = self.index.search(descriptor[None], max(s.rerank_candidates, self.candidates))
             order = self.neighbourhood_order(ids[0], similarities[0])[:self.candidates]
@@ -160,13 +180,21 @@ class Localizer:
 
     def localize_descriptors(self, paths, descriptors, progress=True, keep_heatmaps=False):
         """localize_all, the panoramas' descriptors given."""
-        retrieved = [self.retrieve_for(path, d) for path, d in zip(paths, descriptors)]
+        fine = (self.fine_descriptors(paths, descriptors, progress) if self.settings.rerank == "windows"
+                else [None] * len(paths))
+        retrieved = [self.retrieve_for(path, d, f) for path, d, f in zip(paths, descriptors, fine)]
         outputs = self._outputs(paths, [ids for ids, _ in retrieved], progress, keep_heatmaps, descriptors)
         return [self.result(path, ids, similarities, *output)
                 for path, (ids, similarities), output in zip(paths, retrieved, outputs)]
 
-    def retrieve_for(self, path, descriptor):
-        return self.retrieve(descriptor)
+    def retrieve_for(self, path, descriptor, fine_descriptor=None):
+        return self.retrieve(descriptor, fine_descriptor)
+
+    def fine_descriptors(self, paths, descriptors=None, progress=False):
+        """The panoramas' descriptors by the fine model (the retrieval's own when it is the same model)."""
+        if self.fine_model is self.model and descriptors is not None:
+            return descriptors
+        return self.fine_model.panorama_descriptors(paths, progress)
 
     @property
     def results_db(self):
@@ -184,16 +212,28 @@ class Localizer:
 
     def predict_sequence(self, paths, offsets, progress=True, keep_heatmaps=False):
         """Every panorama predicted in the same tiles: the top-k of all their candidates
-        (each one's top localize.joint_candidates) by the panoramas' mean similarity."""
+        (each one's top localize.joint_candidates) by the panoramas' mean similarity (rerank=windows:
+        mean window re-rank score, which then weighs each panorama's mixture)."""
         s = self.settings
         paths = [str(p) for p in paths]
         descriptors = self.model.panorama_descriptors(paths, progress)
         candidates = [self.index.search(d[None], max(s.joint_candidates, s.top_k))[1][0] for d in descriptors]
-        tiles, similarities = consensus_tiles(lambda ids: self.index.similarity(descriptors, ids), candidates,
-                                              s.top_k)
+        tiles, similarities = consensus_tiles(self._sequence_scores(paths, descriptors, progress), candidates, s.top_k)
         outputs = self._outputs(paths, [tiles] * len(paths), progress, keep_heatmaps, descriptors)
         stacked = [None if outputs[0][n] is None else np.stack([o[n] for o in outputs]) for n in range(3)]
         return SequencePrediction(paths, np.asarray(offsets, np.float64), tiles, similarities, *stacked)
+
+    def _sequence_scores(self, paths, descriptors, progress):
+        """ids -> (P, len(ids)) scores of the panoramas for tiles: their similarities, or with
+        rerank=windows the window re-rank's scores."""
+        if self.settings.rerank != "windows":
+            return lambda ids: self.index.similarity(descriptors, ids)
+        fine = self.fine_descriptors(paths, descriptors, progress)
+
+        def scores(ids):
+            best = np.stack([self.fine.best_similarities(self.db, ids, f, self.fine_model) for f in fine])
+            return window_rerank(self.index.similarity(descriptors, ids), best, self.settings.rerank_weight)[1]
+        return scores
 
     def joint(self, prediction, singles, settings=None):
         """Joint PanoramaResults: panorama j weighs the shared tiles by its own similarity mixed
@@ -222,7 +262,7 @@ class Localizer:
         windows = np.zeros((len(cutter.windows), self.index.descriptors.shape[1]), np.float32)
         windows[needed] = self.model.tile_descriptors([cutter.windows.tile_path(w) for w in needed], progress)
         return WindowsLocalizer(self.model, cutter.windows, TileIndex(windows, self.index.info),
-                                replace(self.settings, recut_candidates=0), allowed, self.fine)
+                                replace(self.settings, recut_candidates=0), allowed, self.fine, self.fine_model)
 
     @property
     def area_m2(self):
@@ -233,12 +273,11 @@ class Localizer:
 
     def _outputs(self, paths, tile_lists, progress, keep_heatmaps, descriptors=None):
         """[(deltas, sigmas or None, heatmaps or None)] of paths[i] in the tiles tile_lists[i]: the
-        offset head's, or the window search's (localize.fine; no heatmaps) given the panoramas' descriptors."""
-        if self.fine is not None:
-            if descriptors is None:
-                descriptors = self.model.panorama_descriptors(paths, progress)
-            windows = self.fine.tile_outputs(self.db, tile_lists, descriptors, self.model,
-                                             self.settings.fine_temperature, progress)
+        offset head's, or the window search's (localize.fine; no heatmaps, the windows and panoramas
+        described by the fine model) given the panoramas' retrieval descriptors."""
+        if self.settings.fine in ("windows", "product"):
+            windows = self.fine.tile_outputs(self.db, tile_lists, self.fine_descriptors(paths, descriptors, progress),
+                                             self.fine_model, self.settings.fine_temperature, progress)
             if self.settings.fine == "windows":
                 return [(deltas, sigmas, None) for deltas, sigmas in windows]
             head = self._head_outputs(paths, tile_lists, progress, 0)
@@ -297,11 +336,11 @@ class Localizer:
 class WindowsLocalizer(Localizer):
     """A Localizer over re-cut windows in which each panorama only sees the windows it was given."""
 
-    def __init__(self, model, db, index, settings, allowed, fine=None):
-        super().__init__(model, db, index, settings, fine)
+    def __init__(self, model, db, index, settings, allowed, fine=None, fine_model=None):
+        super().__init__(model, db, index, settings, fine, fine_model)
         self.allowed = allowed
 
-    def retrieve_for(self, path, descriptor):
+    def retrieve_for(self, path, descriptor, fine_descriptor=None):
         windows = self.allowed[path]
         similarities = self.index.similarity(descriptor[None], windows)[0].astype(np.float64)
         order = np.argsort(-similarities, kind="stable")[:self.candidates]

@@ -10,6 +10,12 @@ Query expansion (alpha-weighted average query expansion): the panorama's descrip
 top-n tiles' descriptors, each weighted by its similarity to the power alpha (alpha = 0: the plain
 average), renormalised, is searched again. Tiles that look like the panorama's best matches rise.
 
+Windows: a candidate tile scores (its similarity + weight x the panorama's best similarity to a
+tile-sized window (cut from the raster, localize.fine_stride_px apart) centred in its footprint) /
+(1 + weight), the windows described by localize.fine_checkpoint's network: a descriptor trained on
+windows centred on the panorama fires where the panorama is, so a look-alike tile whose windows all
+miss it sinks. The score replaces the similarity in the mixture's weights too.
+
 Consensus (several panoramas a few metres apart): the tiles are ranked by the panoramas' mean
 similarity, and each panorama's score of a tile mixes its own similarity with the others' mean.
 """
@@ -79,3 +85,11 @@ def footprint_rerank(similarities, centres, widths, weight):
     total = edges.sum(axis=1)
     support = np.divide(edges @ similarities, total, out=np.zeros_like(similarities), where=total > 0)
     return np.argsort(-(similarities + float(weight) * support), kind="stable")
+
+
+def window_rerank(similarities, window_best, weight):
+    """(order, scores): candidates by (similarity + weight x the best similarity of a window centred in
+    their footprint) / (1 + weight), a similarity on the retrieval's scale that the mixture weighs by
+    (arrays (..., K): along the last axis)."""
+    scores = (np.asarray(similarities, np.float64) + float(weight) * np.asarray(window_best, np.float64)) / (1.0 + float(weight))
+    return np.argsort(-scores, axis=-1, kind="stable"), scores
