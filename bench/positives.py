@@ -151,6 +151,8 @@ def main(argv=None):
                         help="the easy city (generated there if missing; centred windows are written into it)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--experiment", default="positives")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="which positives to train and measure (default: both)")
     args = parser.parse_args(argv)
     path = os.path.join(args.runs_dir, args.experiment, "positives.json")
     results = {}
@@ -158,12 +160,14 @@ def main(argv=None):
         with open(path) as f:
             results = json.load(f)
     for size in args.sizes:
-        for positives in VARIANTS:
+        for positives in args.variants:
             name = f"easy_{size}_{positives}"
             record = results.setdefault(name, {"inputs": f"{size} x {size} / {size} x {2 * size}",
                                                "positives": positives})
             print(f"== {name}", flush=True)
+            started = time.time()
             measure_variant(args, size, positives, record)
+            record["study_seconds"] = record.get("study_seconds", 0.0) + time.time() - started
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as f:
                 json.dump(results, f, indent=1, default=float)
