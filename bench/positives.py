@@ -78,10 +78,12 @@ def window_search(cfg, checkpoint, out):
     """bench/window_search.py's measure of a checkpoint (its 'windows' summary and the chosen settings)."""
     try:
         from bench.window_search import STRIDES_PX, TEMPERATURES, measure_checkpoint
+        from utils.localization.fine_windows import UNCERTAINTIES
     except ImportError as e:
         raise ConfigError(f"bench/window_search.py cannot be imported ({e}): this bench measures with it") from None
-    results = measure_checkpoint(cfg, checkpoint, list(STRIDES_PX), list(TEMPERATURES), out)
-    return {**results["windows"], **results["chosen"]}
+    results = measure_checkpoint(cfg, checkpoint, list(STRIDES_PX), list(TEMPERATURES), out, list(UNCERTAINTIES))
+    return {**results["windows"], **results["chosen"], "uncertainty_validation": results["uncertainty_validation"],
+            "uncertainty_test": results["uncertainty_test"]}
 
 
 def measure_variant(args, size, positives, record):

@@ -36,6 +36,7 @@ class Settings:                    # the `localize:` section of the config (conf
     fine: str
     fine_stride_px: int
     fine_temperature: float
+    fine_uncertainty: str
     expansion_tiles: int
     expansion_alpha: float
     rerank_k1: int
