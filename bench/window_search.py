@@ -9,9 +9,10 @@ Per test city, the window grid is cut from `<data.root>/<city>/aerial_map.tif` t
 of the network's tile side (cut once under --out, shared by checkpoints; descriptors per checkpoint).
 The stride and temperature are chosen on validation panoramas only (`<city>/validation/`, written
 into data.root when missing by bench/localization.py's helper): the pair with the lowest median
-error there; then, at that pair, the uncertainty measure (localize.fine_uncertainty; `--uncertainties`
-lists the candidates, default the config's one) of the highest validation Spearman(uncertainty,
-error). Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
+error there; then, at that pair, the uncertainty measure (localize.fine_uncertainty, with its own
+softmax temperature localize.fine_uncertainty_temperature where it reads the weights) of the highest
+validation Spearman(uncertainty, error): `--uncertainties` lists the measures tried (each weighted one
+at every --temperatures value), default the config's one. Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
 metres along the delta axes; errors against the GPS in the panorama's file name.
 """
 import argparse
@@ -36,7 +37,8 @@ from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.calibration import spearman  # noqa: E402
 from utils.evaluation.position import measure  # noqa: E402
 from utils.localization.database import INFO_FILE, LABEL_SIDE, build_database, load_database  # noqa: E402
-from utils.localization.fine_windows import UNCERTAINTIES, FineWindows, gaussian_product  # noqa: E402
+from utils.localization.fine_windows import (  # noqa: E402
+    UNCERTAINTIES, WEIGHTED_UNCERTAINTIES, FineWindows, gaussian_product)
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
@@ -111,11 +113,26 @@ def window_outputs(fine, panoramas, similarities, temperature):
     return means - panoramas.centres, np.array([c for _, c in estimates])
 
 
-def window_uncertainties(fine, similarities, temperature, measure, covs):
-    """Per panorama, the window search's uncertainty by `measure` (covariance: sqrt(trace) of covs)."""
-    if measure == "covariance":
+def window_uncertainties(fine, similarities, temperature, candidate, covs):
+    """Per panorama, the window search's uncertainty by candidate (measure, its temperature or None for the
+    search's); covariance at the search's temperature: sqrt(trace) of covs."""
+    measure, own = candidate
+    if measure == "covariance" and own in (None, temperature):
         return np.sqrt(np.trace(covs, axis1=1, axis2=2))
-    return np.array([fine.uncertainty(measure, ids, s, temperature) for ids, s in similarities])
+    return np.array([fine.uncertainty(measure, ids, s, own or temperature) for ids, s in similarities])
+
+
+def uncertainty_candidates(measures, temperatures, cfg):
+    """(measure, temperature) pairs: measures=None: the config's one (its temperature, or None for the
+    search's); else each measure that weights windows at every temperature, the others once (None)."""
+    if measures is None:
+        return [(str(cfg.localize.fine_uncertainty), float(cfg.localize.fine_uncertainty_temperature) or None)]
+    return [(m, t) for m in measures for t in (temperatures if m in WEIGHTED_UNCERTAINTIES else [None])]
+
+
+def candidate_name(candidate):
+    measure, temperature = candidate
+    return measure if temperature is None else f"{measure} @ T {temperature:g}"
 
 
 # ---------------------------------------------------------------- measures
@@ -139,28 +156,28 @@ def choose(validation):
     return min(validation, key=lambda r: (round(r["fine_median"], 3), -(r["correlation_rows"] + r["correlation_cols"])))
 
 
-def choose_uncertainty(by_measure):
-    """The measure of the highest Spearman(uncertainty, error) (a None counts lowest; ties: listed first)."""
-    return max(by_measure, key=lambda m: -np.inf if by_measure[m] is None else by_measure[m])
+def choose_uncertainty(candidates, by_name):
+    """The candidate of the highest Spearman(uncertainty, error) (a None counts lowest; ties: listed first)."""
+    return max(candidates, key=lambda c: -np.inf if by_name[candidate_name(c)] is None else by_name[candidate_name(c)])
 
 
-def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperature, measures):
-    """{measure: Spearman(uncertainty, error)} of the window search on a split, cities pooled."""
-    errors, values = [], {m: [] for m in measures}
+def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperature, candidates):
+    """{candidate's name: Spearman(uncertainty, error)} of the window search on a split, cities pooled."""
+    errors, values = [], {c: [] for c in candidates}
     for city in cities:
         fine, sims = similarities[stride, city, split]
         panoramas = sets[city][split][0]
         predicted, covs = window_outputs(fine, panoramas, sims, temperature)
         errors.append(np.linalg.norm(predicted - (panoramas.truth - panoramas.centres), axis=1))
-        for m in measures:
-            values[m].append(window_uncertainties(fine, sims, temperature, m, covs))
+        for c in candidates:
+            values[c].append(window_uncertainties(fine, sims, temperature, c, covs))
     errors = np.concatenate(errors)
-    return {m: spearman(np.concatenate(values[m]), errors) for m in measures}
+    return {candidate_name(c): spearman(np.concatenate(values[c]), errors) for c in candidates}
 
 
 def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertainties=None):
     """uncertainties: the measures chosen among on validation (default: localize.fine_uncertainty)."""
-    uncertainties = list(uncertainties or [str(cfg.localize.fine_uncertainty)])
+    candidates = uncertainty_candidates(uncertainties, temperatures, cfg)
     root = resolve_path(cfg.data.root)
     _, test = load_splits(cfg, check_labels=False)
     cities = sorted(set(test.grd_city))
@@ -206,11 +223,11 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertaintie
         chosen = choose(validation)
         results["chosen"] = {"stride_px": chosen["stride_px"], "temperature": chosen["temperature"]}
         results["uncertainty_validation"] = spearman_by_uncertainty(
-            cities, sets, similarities, "validation", chosen["stride_px"], chosen["temperature"], uncertainties)
+            cities, sets, similarities, "validation", chosen["stride_px"], chosen["temperature"], candidates)
         results["uncertainty_test"] = spearman_by_uncertainty(
-            cities, sets, similarities, "test", chosen["stride_px"], chosen["temperature"], uncertainties)
-        measure = choose_uncertainty(results["uncertainty_validation"])
-        results["chosen"]["uncertainty"] = measure
+            cities, sets, similarities, "test", chosen["stride_px"], chosen["temperature"], candidates)
+        measure = choose_uncertainty(candidates, results["uncertainty_validation"])
+        results["chosen"]["uncertainty"], results["chosen"]["uncertainty_temperature"] = measure
         parts, order, window_covs = [], [], []
         for city in cities:
             fine, sims = similarities[chosen["stride_px"], city, "test"]
@@ -285,10 +302,14 @@ def test_table(results):
     return lines
 
 
+def chosen_name(results):
+    return candidate_name((results["chosen"]["uncertainty"], results["chosen"]["uncertainty_temperature"]))
+
+
 def uncertainty_table(results):
     by_validation, by_test = results["uncertainty_validation"], results["uncertainty_test"]
     lines = [(f"Uncertainty measures at the chosen stride and temperature (localize.fine_uncertainty); chosen on "
-              f"validation: {results['chosen']['uncertainty']}"), "",
+              f"validation: {chosen_name(results)}"), "",
              "| measure | Spearman(unc, error), validation | Spearman(unc, error), test |", "|---|---|---|"]
     return lines + [f"| {m} | {fmt(by_validation[m])} | {fmt(by_test[m])} |" for m in by_validation]
 
@@ -303,9 +324,9 @@ def goal_table(results):
              w["correlation_cols"] >= CORRELATION_GOAL),
             ("fine median / tile-centre median", f"{ratio:.2f} ({w['fine_median']:.1f} / {w['centre_median']:.1f} m)",
              f"<= {MEDIAN_RATIO_GOAL}", ratio <= MEDIAN_RATIO_GOAL),
-            (f"Spearman(uncertainty, error) ({results['chosen']['uncertainty']})", fmt(w["spearman_error"]), f">= {ERROR_GOAL}",
+            (f"Spearman(uncertainty, error) ({chosen_name(results)})", fmt(w["spearman_error"]), f">= {ERROR_GOAL}",
              w["spearman_error"] is not None and w["spearman_error"] >= ERROR_GOAL),
-            (f"Spearman(uncertainty, recorded difficulty) ({results['chosen']['uncertainty']})", fmt(difficulty) if difficulty is not None else
+            (f"Spearman(uncertainty, recorded difficulty) ({chosen_name(results)})", fmt(difficulty) if difficulty is not None else
              "not recorded", f">= {DIFFICULTY_GOAL}", difficulty is not None and difficulty >= DIFFICULTY_GOAL)]
     return ["| goal (test split; window search, settings chosen on validation) | measured | goal | met |",
             "|---|---|---|---|"] + [f"| {n} | {m} | {g} | {'yes' if ok else 'no'} |" for n, m, g, ok in rows]

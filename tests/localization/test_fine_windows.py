@@ -217,5 +217,7 @@ def test_fine_settings_are_checked():
         load_config(None, ["localize.fine=grid"])
     with pytest.raises(ConfigError, match="fine_uncertainty"):
         load_config(None, ["localize.fine_uncertainty=spread"])
+    with pytest.raises(ConfigError, match="fine_uncertainty_temperature must be >= 0"):
+        Settings.from_config(load_config(None, ["localize.fine_uncertainty_temperature=-0.1"]))
     with pytest.raises(ConfigError, match="fine_temperature > 0"):
         Settings.from_config(load_config(None, ["localize.fine_temperature=0"]))

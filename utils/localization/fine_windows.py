@@ -44,6 +44,7 @@ def window_estimate(similarities, centres, temperature, stride_m):
 
 
 UNCERTAINTIES = ("covariance", "entropy", "best_weight", "best_similarity", "margin")
+WEIGHTED_UNCERTAINTIES = ("covariance", "entropy", "best_weight")    # those that read softmax weights
 MARGIN_SEPARATION = 0.25         # margin: a distinct location lies >= this share of a window's side away
 
 
@@ -189,7 +190,8 @@ class FineWindows:
         return window_estimate(similarities, self.windows.centres[ids], temperature, self.stride_m)
 
     def uncertainty(self, measure, ids, similarities, temperature):
-        """window_uncertainty of a panorama among windows ids with these similarities."""
+        """window_uncertainty of a panorama among windows ids with these similarities (temperature: the
+    softmax's of the weighted measures)."""
         return window_uncertainty(measure, similarities, self.windows.centres[ids], temperature, self.stride_m,
                                   float(np.median(self.windows.width_m)))
 
