@@ -4,6 +4,7 @@ tile by window search, where one trained on VIGOR's central-quarter positives is
 
     python bench/positives.py                                   # 64 px inputs, 1,000 E_1a steps each way
     python bench/positives.py --sizes 64 128 --easy-root data/synthetic_easy
+    python bench/positives.py --variants centred --pooled positives_seed0 positives_seed1   # seeds' table, mean
 
 For each input size, E_1a is trained twice on the easy city (bench/ladder.py's: none of the four
 ambiguity sources, full overlap) with the same schedule (configs/demo.yaml's E_1a: lr 1e-4, 20
@@ -11,11 +12,13 @@ steps per epoch, batch 14, mining from epoch 2), once with data.positives=centra
 and once with centred; finished runs are reused. Each last checkpoint is then measured on the
 regular test split (VIGOR's labels; data.positives=central for both, so the numbers compare):
 - window search (bench/window_search.py, the city's raster cut into tile-sized windows; stride and
-  temperature chosen on held-out validation panoramas): within-tile correlation of the predicted
-  and true points (rows, cols), spread ratio, fine median against the tile-centre median;
+  temperature chosen on held-out validation panoramas, then the uncertainty measure and its
+  temperature, localize.fine_uncertainty): within-tile correlation of the predicted and true points
+  (rows, cols), spread ratio, fine median against the tile-centre median, Spearman(uncertainty, error);
 - retrieval top-1 of the test panoramas among the split's tiles (the tile whose central quarter
   holds the panorama is the hit, as the trainer's validation of the central run counts it).
-Records go to <runs-dir>/<experiment>/positives.json (a re-run measures only what is missing).
+Records go to <runs-dir>/<experiment>/positives.json (a re-run measures only what is missing, or the
+window search again with --remeasure); a run's study time is its first pass's (training and measures).
 Not a test.
 """
 import os
@@ -30,6 +33,8 @@ pin_numerics()
 import argparse  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from bench.ladder import EASY_CITY, LARGE_INPUTS, train  # noqa: E402  (pins numerics too, before TensorFlow)
 import train_first_E_1  # noqa: E402
@@ -47,6 +52,8 @@ VARIANTS = ("central", "centred")
 INPUTS = {64: [], 128: LARGE_INPUTS}
 GOAL_CORRELATION = 0.5
 GOAL_FINE_OVER_CENTRE = 0.5
+GOAL_SPEARMAN_ERROR = 0.4
+GOAL_STUDY_MINUTES = 60
 
 
 def variant_config(args, size, positives, extra=()):
@@ -78,10 +85,12 @@ def window_search(cfg, checkpoint, out):
     """bench/window_search.py's measure of a checkpoint (its 'windows' summary and the chosen settings)."""
     try:
         from bench.window_search import STRIDES_PX, TEMPERATURES, measure_checkpoint
+        from utils.localization.fine_windows import UNCERTAINTIES
     except ImportError as e:
         raise ConfigError(f"bench/window_search.py cannot be imported ({e}): this bench measures with it") from None
-    results = measure_checkpoint(cfg, checkpoint, list(STRIDES_PX), list(TEMPERATURES), out)
-    return {**results["windows"], **results["chosen"]}
+    results = measure_checkpoint(cfg, checkpoint, list(STRIDES_PX), list(TEMPERATURES), out, list(UNCERTAINTIES))
+    return {**results["windows"], **results["chosen"], "uncertainty_validation": results["uncertainty_validation"],
+            "uncertainty_test": results["uncertainty_test"]}
 
 
 def measure_variant(args, size, positives, record):
@@ -92,7 +101,7 @@ def measure_variant(args, size, positives, record):
     regular = variant_config(args, size, positives, ["data.positives=central"])   # VIGOR's labels for both
     if "retrieval" not in record:
         record["retrieval"] = retrieval(regular, checkpoint)
-    if "windows" not in record:
+    if "windows" not in record or args.remeasure:
         started = time.time()
         record["windows"] = window_search(regular, checkpoint, os.path.join(stage_dir(cfg, "E_1a"), "window_search"))
         record["windows"]["seconds"] = time.time() - started
@@ -124,19 +133,69 @@ def comparison_table(results):
     return lines
 
 
+def goal_rows(w, study_seconds=None):
+    """(what, measured, goal, met) of one window-search record; the study's minutes when given."""
+    ratio = w["fine_median"] / w["centre_median"]
+    spearman = w.get("spearman_error")
+    measure = w.get("uncertainty", "covariance")
+    if w.get("uncertainty_temperature") is not None:
+        measure += f" @ T {w['uncertainty_temperature']:g}"
+    rows = [("correlation, rows", f"{w['correlation_rows']:.3f}", f">= {GOAL_CORRELATION}",
+             w["correlation_rows"] >= GOAL_CORRELATION),
+            ("correlation, cols", f"{w['correlation_cols']:.3f}", f">= {GOAL_CORRELATION}",
+             w["correlation_cols"] >= GOAL_CORRELATION),
+            ("fine median / centre median", f"{ratio:.3f}", f"<= {GOAL_FINE_OVER_CENTRE}",
+             ratio <= GOAL_FINE_OVER_CENTRE),
+            (f"Spearman(uncertainty, error) ({measure})", "-" if spearman is None else f"{spearman:.3f}",
+             f">= {GOAL_SPEARMAN_ERROR}", spearman is not None and spearman >= GOAL_SPEARMAN_ERROR)]
+    if study_seconds is not None:
+        rows.append(("study time, min (training and measures)", f"{study_seconds / 60:.1f}",
+                     f"<= {GOAL_STUDY_MINUTES}", study_seconds / 60 <= GOAL_STUDY_MINUTES))
+    return rows
+
+
 def goal_table(results):
     lines = ["| goal (window search, test split) | measured | goal | met |", "|---|---|---|---|"]
     for name, r in results.items():
-        w = r["windows"]
-        ratio = w["fine_median"] / w["centre_median"]
-        for what, value, goal, met in (
-                ("correlation, rows", f"{w['correlation_rows']:.3f}", f">= {GOAL_CORRELATION}",
-                 w["correlation_rows"] >= GOAL_CORRELATION),
-                ("correlation, cols", f"{w['correlation_cols']:.3f}", f">= {GOAL_CORRELATION}",
-                 w["correlation_cols"] >= GOAL_CORRELATION),
-                ("fine median / centre median", f"{ratio:.3f}", f"<= {GOAL_FINE_OVER_CENTRE}",
-                 ratio <= GOAL_FINE_OVER_CENTRE)):
+        for what, value, goal, met in goal_rows(r["windows"], r.get("study_seconds")):
             lines.append(f"| {name}: {what} | {value} | {goal} | {'yes' if met else 'no'} |")
+    return lines
+
+
+def pooled_table(args):
+    """Each experiment's (seed's) goal rows for the variants, and their mean (of the measured values)."""
+    lines = ["| run | goal (window search, test split) | measured | goal | met |", "|---|---|---|---|---|"]
+    keys = ("correlation_rows", "correlation_cols", "fine_over_centre", "spearman_error", "study_seconds")
+    for size in args.sizes:
+        for positives in args.variants:
+            name, values = f"easy_{size}_{positives}", []
+            for experiment in args.pooled:
+                path = os.path.join(args.runs_dir, experiment, "positives.json")
+                if not os.path.exists(path):
+                    raise ConfigError(f"{path} does not exist: run the bench with --experiment {experiment} first")
+                with open(path) as f:
+                    r = json.load(f).get(name)
+                if r is None or "windows" not in r:
+                    raise ConfigError(f"{path} has no measured {name}: run the bench with --experiment {experiment}")
+                w = r["windows"]
+                values.append([w["correlation_rows"], w["correlation_cols"], w["fine_median"] / w["centre_median"],
+                               w.get("spearman_error"), r.get("study_seconds")])
+                for what, value, goal, met in goal_rows(w, r.get("study_seconds")):
+                    lines.append(f"| {experiment}: {name} | {what} | {value} | {goal} | {'yes' if met else 'no'} |")
+            mean = {k: None if any(v[i] is None for v in values) else float(np.mean([v[i] for v in values]))
+                    for i, k in enumerate(keys)}
+            minutes = None if mean["study_seconds"] is None else mean["study_seconds"] / 60
+            for what, value, sign, goal in (
+                    ("correlation, rows", mean["correlation_rows"], ">=", GOAL_CORRELATION),
+                    ("correlation, cols", mean["correlation_cols"], ">=", GOAL_CORRELATION),
+                    ("fine median / centre median", mean["fine_over_centre"], "<=", GOAL_FINE_OVER_CENTRE),
+                    ("Spearman(uncertainty, error) (each run's measure)", mean["spearman_error"], ">=",
+                     GOAL_SPEARMAN_ERROR),
+                    ("study time, min", minutes, "<=", GOAL_STUDY_MINUTES)):
+                shown = "-" if value is None else f"{value:.1f}" if what.endswith("min") else f"{value:.3f}"
+                ok = value is not None and (value >= goal if sign == ">=" else value <= goal)
+                lines.append(f"| mean of {len(values)}: {name} | {what} | {shown} | {sign} {goal} | "
+                             f"{'yes' if ok else 'no'} |")
     return lines
 
 
@@ -151,19 +210,29 @@ def main(argv=None):
                         help="the easy city (generated there if missing; centred windows are written into it)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--experiment", default="positives")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                        help="which positives to train and measure (default: both)")
+    parser.add_argument("--remeasure", action="store_true", help="measure the window search again (trained runs)")
+    parser.add_argument("--pooled", nargs="+", metavar="EXPERIMENT",
+                        help="print the goal table of these measured experiments (e.g. seeds) and their mean; no run")
     args = parser.parse_args(argv)
+    if args.pooled:
+        print("\n".join(pooled_table(args)))
+        return 0
     path = os.path.join(args.runs_dir, args.experiment, "positives.json")
     results = {}
     if os.path.exists(path):
         with open(path) as f:
             results = json.load(f)
     for size in args.sizes:
-        for positives in VARIANTS:
+        for positives in args.variants:
             name = f"easy_{size}_{positives}"
             record = results.setdefault(name, {"inputs": f"{size} x {size} / {size} x {2 * size}",
                                                "positives": positives})
             print(f"== {name}", flush=True)
+            started = time.time()
             measure_variant(args, size, positives, record)
+            record.setdefault("study_seconds", time.time() - started)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as f:
                 json.dump(results, f, indent=1, default=float)

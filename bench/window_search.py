@@ -3,13 +3,16 @@ where in its positive tile each test panorama is put by the window search, again
 against the checkpoint's offset head and the product of the two Gaussians. Prints markdown tables.
 
     python bench/window_search.py --config CFG --checkpoint CKPT [--set key=value ...]
-        [--strides 20,40,80] [--temperatures 0.01,0.02,0.05,0.1,0.2,0.5] [--out DIR]
+        [--strides 20,40,80] [--temperatures 0.01,0.02,0.05,0.1,0.2,0.5] [--uncertainties all] [--out DIR]
 
 Per test city, the window grid is cut from `<data.root>/<city>/aerial_map.tif` through a database
 of the network's tile side (cut once under --out, shared by checkpoints; descriptors per checkpoint).
 The stride and temperature are chosen on validation panoramas only (`<city>/validation/`, written
 into data.root when missing by bench/localization.py's helper): the pair with the lowest median
-error there. Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
+error there; then, at that pair, the uncertainty measure (localize.fine_uncertainty, with its own
+softmax temperature localize.fine_uncertainty_temperature where it reads the weights) of the highest
+validation Spearman(uncertainty, error): `--uncertainties` lists the measures tried (each weighted one
+at every --temperatures value), default the config's one. Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
 metres along the delta axes; errors against the GPS in the panorama's file name.
 """
 import argparse
@@ -30,10 +33,12 @@ from utils.data.dataset import parse_pano_name  # noqa: E402
 from utils.data.splits import load_splits  # noqa: E402
 from utils.data.synthetic_raster import RASTER_NAME  # noqa: E402
 from utils.data.synthetic_vigor import read_difficulty  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation.calibration import spearman  # noqa: E402
 from utils.evaluation.position import measure  # noqa: E402
 from utils.localization.database import INFO_FILE, LABEL_SIDE, build_database, load_database  # noqa: E402
-from utils.localization.fine_windows import FineWindows, gaussian_product  # noqa: E402
+from utils.localization.fine_windows import (  # noqa: E402
+    UNCERTAINTIES, WEIGHTED_UNCERTAINTIES, FineWindows, gaussian_product)
 from utils.localization.predict import LocalizationModel  # noqa: E402
 from utils.training.stage import stage_dir  # noqa: E402
 
@@ -108,6 +113,28 @@ def window_outputs(fine, panoramas, similarities, temperature):
     return means - panoramas.centres, np.array([c for _, c in estimates])
 
 
+def window_uncertainties(fine, similarities, temperature, candidate, covs):
+    """Per panorama, the window search's uncertainty by candidate (measure, its temperature or None for the
+    search's); covariance at the search's temperature: sqrt(trace) of covs."""
+    measure, own = candidate
+    if measure == "covariance" and own in (None, temperature):
+        return np.sqrt(np.trace(covs, axis1=1, axis2=2))
+    return np.array([fine.uncertainty(measure, ids, s, own or temperature) for ids, s in similarities])
+
+
+def uncertainty_candidates(measures, temperatures, cfg):
+    """(measure, temperature) pairs: measures=None: the config's one (its temperature, or None for the
+    search's); else each measure that weights windows at every temperature, the others once (None)."""
+    if measures is None:
+        return [(str(cfg.localize.fine_uncertainty), float(cfg.localize.fine_uncertainty_temperature) or None)]
+    return [(m, t) for m in measures for t in (temperatures if m in WEIGHTED_UNCERTAINTIES else [None])]
+
+
+def candidate_name(candidate):
+    measure, temperature = candidate
+    return measure if temperature is None else f"{measure} @ T {temperature:g}"
+
+
 # ---------------------------------------------------------------- measures
 def summary(predicted_m, true_m, tiles, uncertainty, difficulty):
     """Within-tile measure (metres along the delta axes) and the uncertainty's rank correlations."""
@@ -129,7 +156,28 @@ def choose(validation):
     return min(validation, key=lambda r: (round(r["fine_median"], 3), -(r["correlation_rows"] + r["correlation_cols"])))
 
 
-def measure_checkpoint(cfg, checkpoint, strides, temperatures, out):
+def choose_uncertainty(candidates, by_name):
+    """The candidate of the highest Spearman(uncertainty, error) (a None counts lowest; ties: listed first)."""
+    return max(candidates, key=lambda c: -np.inf if by_name[candidate_name(c)] is None else by_name[candidate_name(c)])
+
+
+def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperature, candidates):
+    """{candidate's name: Spearman(uncertainty, error)} of the window search on a split, cities pooled."""
+    errors, values = [], {c: [] for c in candidates}
+    for city in cities:
+        fine, sims = similarities[stride, city, split]
+        panoramas = sets[city][split][0]
+        predicted, covs = window_outputs(fine, panoramas, sims, temperature)
+        errors.append(np.linalg.norm(predicted - (panoramas.truth - panoramas.centres), axis=1))
+        for c in candidates:
+            values[c].append(window_uncertainties(fine, sims, temperature, c, covs))
+    errors = np.concatenate(errors)
+    return {candidate_name(c): spearman(np.concatenate(values[c]), errors) for c in candidates}
+
+
+def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertainties=None):
+    """uncertainties: the measures chosen among on validation (default: localize.fine_uncertainty)."""
+    candidates = uncertainty_candidates(uncertainties, temperatures, cfg)
     root = resolve_path(cfg.data.root)
     _, test = load_splits(cfg, check_labels=False)
     cities = sorted(set(test.grd_city))
@@ -174,13 +222,19 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out):
         results["validation"] = validation
         chosen = choose(validation)
         results["chosen"] = {"stride_px": chosen["stride_px"], "temperature": chosen["temperature"]}
+        results["uncertainty_validation"] = spearman_by_uncertainty(
+            cities, sets, similarities, "validation", chosen["stride_px"], chosen["temperature"], candidates)
+        results["uncertainty_test"] = spearman_by_uncertainty(
+            cities, sets, similarities, "test", chosen["stride_px"], chosen["temperature"], candidates)
+        measure = choose_uncertainty(candidates, results["uncertainty_validation"])
+        results["chosen"]["uncertainty"], results["chosen"]["uncertainty_temperature"] = measure
         parts, order, window_covs = [], [], []
         for city in cities:
             fine, sims = similarities[chosen["stride_px"], city, "test"]
             tested, rows, _ = sets[city]["test"]
             predicted, covs = window_outputs(fine, tested, sims, chosen["temperature"])
             parts.append((along_delta(predicted), along_delta(tested.truth - tested.centres), tested.tiles,
-                          np.sqrt(np.trace(covs, axis1=1, axis2=2))))
+                          window_uncertainties(fine, sims, chosen["temperature"], measure, covs)))
             order.append(rows)
             window_covs.append(ALONG_DELTA @ covs @ ALONG_DELTA.T)
         order = np.concatenate(order)
@@ -248,6 +302,18 @@ def test_table(results):
     return lines
 
 
+def chosen_name(results):
+    return candidate_name((results["chosen"]["uncertainty"], results["chosen"]["uncertainty_temperature"]))
+
+
+def uncertainty_table(results):
+    by_validation, by_test = results["uncertainty_validation"], results["uncertainty_test"]
+    lines = [(f"Uncertainty measures at the chosen stride and temperature (localize.fine_uncertainty); chosen on "
+              f"validation: {chosen_name(results)}"), "",
+             "| measure | Spearman(unc, error), validation | Spearman(unc, error), test |", "|---|---|---|"]
+    return lines + [f"| {m} | {fmt(by_validation[m])} | {fmt(by_test[m])} |" for m in by_validation]
+
+
 def goal_table(results):
     w = results["windows"]
     difficulty = w["spearman_difficulty"].get(DIFFICULTY)
@@ -258,9 +324,9 @@ def goal_table(results):
              w["correlation_cols"] >= CORRELATION_GOAL),
             ("fine median / tile-centre median", f"{ratio:.2f} ({w['fine_median']:.1f} / {w['centre_median']:.1f} m)",
              f"<= {MEDIAN_RATIO_GOAL}", ratio <= MEDIAN_RATIO_GOAL),
-            ("Spearman(uncertainty, error)", fmt(w["spearman_error"]), f">= {ERROR_GOAL}",
+            (f"Spearman(uncertainty, error) ({chosen_name(results)})", fmt(w["spearman_error"]), f">= {ERROR_GOAL}",
              w["spearman_error"] is not None and w["spearman_error"] >= ERROR_GOAL),
-            ("Spearman(uncertainty, recorded difficulty)", fmt(difficulty) if difficulty is not None else
+            (f"Spearman(uncertainty, recorded difficulty) ({chosen_name(results)})", fmt(difficulty) if difficulty is not None else
              "not recorded", f">= {DIFFICULTY_GOAL}", difficulty is not None and difficulty >= DIFFICULTY_GOAL)]
     return ["| goal (test split; window search, settings chosen on validation) | measured | goal | met |",
             "|---|---|---|---|"] + [f"| {n} | {m} | {g} | {'yes' if ok else 'no'} |" for n, m, g, ok in rows]
@@ -274,17 +340,25 @@ def main(argv=None):
     parser.add_argument("--strides", default=",".join(map(str, STRIDES_PX)),
                         help="window strides tried on validation (pixels at the 640-px convention)")
     parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
+    parser.add_argument("--uncertainties", help="uncertainty measures chosen among on validation, comma-separated, "
+                        f"or 'all' ({', '.join(UNCERTAINTIES)}); default: localize.fine_uncertainty")
     parser.add_argument("--out", help="databases, windows and results (default: runs/<experiment>/window_search)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     out = args.out or os.path.join(os.path.dirname(stage_dir(cfg, "E_3")), "window_search")
+    measures = None if not args.uncertainties else \
+        list(UNCERTAINTIES) if args.uncertainties == "all" else args.uncertainties.split(",")
+    unknown = [m for m in measures or [] if m not in UNCERTAINTIES]
+    if unknown:
+        raise ConfigError(f"--uncertainties names '{unknown[0]}': use 'all' or some of {', '.join(UNCERTAINTIES)}")
     started = time.time()
     results = measure_checkpoint(cfg, args.checkpoint, [int(s) for s in args.strides.split(",")],
-                                 [float(t) for t in args.temperatures.split(",")], out)
+                                 [float(t) for t in args.temperatures.split(",")], out, measures)
     print(f"checkpoint {results['checkpoint']}; {len(results['cities'])} cities; window descriptors "
           f"{results['windows_seconds']:.0f} s; windows per city by stride {results['windows_per_city']}; "
           f"{time.time() - started:.0f} s\n")
-    print("\n".join(goal_table(results) + ["", ""] + test_table(results) + ["", ""] + validation_table(results)))
+    print("\n".join(goal_table(results) + ["", ""] + test_table(results) + ["", ""] + uncertainty_table(results)
+                    + ["", ""] + validation_table(results)))
 
 
 if __name__ == "__main__":

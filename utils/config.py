@@ -64,6 +64,8 @@ TYPES = {
     "stages.*.init_from.path": OneOf(str, type(None)),
     "stages.*.weight_b": OneOf(float, int, choices=("median",)),
     "localize.fine": OneOf(choices=("head", "windows", "product")),
+    "localize.fine_uncertainty_temperature": OneOf(float, int),
+    "localize.fine_uncertainty": OneOf(choices=("covariance", "entropy", "best_weight", "best_similarity", "margin")),
     "localize.index.kind": OneOf(choices=("auto", "flat", "ivfpq", "hnsw")),
     "localize.index.nlist": OneOf(int, type(None)),
     "localize.index.pretransform": OneOf(choices=("none", "pca", "opq")),

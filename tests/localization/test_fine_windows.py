@@ -15,10 +15,12 @@ from utils.config import load_config
 from utils.errors import CheckpointError, ConfigError, DataError
 from utils.localization.database import build_database, load_database
 from utils.localization.fine_windows import (
+    UNCERTAINTIES,
     FineWindows,
     best_inside,
     gaussian_product,
     window_estimate,
+    window_uncertainty,
 )
 from utils.localization.index import TileIndex
 from utils.localization.predict import open_fine_model
@@ -67,6 +69,32 @@ def test_flat_similarities_give_the_windows_mean_and_spread_plus_quantisation():
     spread = np.cov(centres.T, bias=True)        # 5 centres 4 m apart per axis: variance 32 m^2
     np.testing.assert_allclose(spread, np.eye(2) * 32.0)
     np.testing.assert_allclose(cov, spread + np.diag([STRIDE_M ** 2, 4 * STRIDE_M ** 2]) / 12.0, atol=1e-9)
+
+
+def test_each_uncertainty_measure_equals_its_formula_on_a_hand_made_case():
+    # five windows on a line 4 m apart (side 16 m: distinct from the best at >= 4 m); the best is at 8 m,
+    # its neighbour at 4 m the second best overall, the window at 12 m the best distinct one after it
+    centres = np.array([[0.0, 0.0], [4.0, 0.0], [8.0, 0.0], [12.0, 0.0], [16.0, 0.0]])
+    similarities = np.array([0.1, 0.7, 0.9, 0.6, 0.2])
+    temperature, stride, side = 0.1, 4.0, 16.0
+    weights = np.exp(similarities / temperature) / np.exp(similarities / temperature).sum()
+    mean = weights @ centres
+    trace = weights @ ((centres - mean) ** 2).sum(axis=1) + 2 * stride ** 2 / 12.0
+    expected = {"covariance": np.sqrt(trace), "entropy": -np.sum(weights * np.log(weights)),
+                "best_weight": 1.0 - weights[2], "best_similarity": -0.9, "margin": -(0.9 - 0.7)}
+    for measure in UNCERTAINTIES:
+        got = window_uncertainty(measure, similarities, centres, temperature, stride, side)
+        assert got == pytest.approx(expected[measure], rel=1e-12, abs=1e-12), measure
+    # side 32 m: distinct at >= 8 m, the windows at 0 m (0.1) and 16 m (0.2); none at side 64 m
+    assert window_uncertainty("margin", similarities, centres, temperature, stride, 32.0) == pytest.approx(-0.7)
+    assert window_uncertainty("margin", similarities, centres, temperature, stride, 64.0) == 0.0
+    # a sharper peak is less uncertain by every measure
+    sharper = similarities * np.array([1, 1, 2, 1, 1])
+    for measure in UNCERTAINTIES:
+        assert window_uncertainty(measure, sharper, centres, temperature, stride, side) < \
+            window_uncertainty(measure, similarities, centres, temperature, stride, side), measure
+    with pytest.raises(ValueError, match="unknown window uncertainty"):
+        window_uncertainty("variance", similarities, centres, temperature, stride, side)
 
 
 def test_the_product_of_two_gaussians_is_the_precision_weighted_one():
@@ -196,6 +224,10 @@ def test_fine_settings_are_checked():
     assert Settings.from_config(cfg).fine == "head"
     with pytest.raises(ConfigError, match="localize.fine"):
         load_config(None, ["localize.fine=grid"])
+    with pytest.raises(ConfigError, match="fine_uncertainty"):
+        load_config(None, ["localize.fine_uncertainty=spread"])
+    with pytest.raises(ConfigError, match="fine_uncertainty_temperature must be >= 0"):
+        Settings.from_config(load_config(None, ["localize.fine_uncertainty_temperature=-0.1"]))
     with pytest.raises(ConfigError, match="fine_temperature > 0"):
         Settings.from_config(load_config(None, ["localize.fine_temperature=0"]))
 

@@ -45,6 +45,42 @@ def window_estimate(similarities, centres, temperature, stride_m):
     return mean, (weights[:, None] * spread).T @ spread + quantisation
 
 
+UNCERTAINTIES = ("covariance", "entropy", "best_weight", "best_similarity", "margin")
+WEIGHTED_UNCERTAINTIES = ("covariance", "entropy", "best_weight")    # those that read softmax weights
+MARGIN_SEPARATION = 0.25         # margin: a distinct location lies >= this share of a window's side away
+
+
+def window_weights(similarities, temperature):
+    """softmax(similarities / temperature)."""
+    similarities = np.asarray(similarities, np.float64)
+    weights = np.exp((similarities - similarities.max()) / float(temperature))
+    return weights / weights.sum()
+
+
+def window_uncertainty(measure, similarities, centres, temperature, stride_m, side_m):
+    """A scalar that grows with the window search's doubt about one panorama (localize.fine_uncertainty):
+    covariance: sqrt(trace) of window_estimate's covariance (metres); entropy: of the softmax weights;
+    best_weight: 1 - the best window's weight; best_similarity: minus the best similarity; margin: minus
+    (the best similarity - the best among windows at Chebyshev distance >= MARGIN_SEPARATION x side_m
+    from the best one's centre; 0 when no window is that far)."""
+    similarities = np.asarray(similarities, np.float64)
+    if measure == "covariance":
+        return float(np.sqrt(np.trace(window_estimate(similarities, centres, temperature, stride_m)[1])))
+    if measure == "entropy":
+        weights = window_weights(similarities, temperature)
+        return float(-np.sum(weights[weights > 0] * np.log(weights[weights > 0])))
+    if measure == "best_weight":
+        return float(1.0 - window_weights(similarities, temperature).max())
+    if measure == "best_similarity":
+        return float(-similarities.max())
+    if measure == "margin":
+        centres = np.asarray(centres, np.float64)
+        best = int(np.argmax(similarities))
+        distinct = np.abs(centres - centres[best]).max(axis=1) >= MARGIN_SEPARATION * side_m - EDGE_TOLERANCE_M
+        return float(similarities[distinct].max() - similarities[best]) if distinct.any() else 0.0
+    raise ValueError(f"unknown window uncertainty '{measure}': one of {', '.join(UNCERTAINTIES)}")
+
+
 def gaussian_product(means_a, covs_a, means_b, covs_b):
     """The normalised product of Gaussians a and b, row by row: (means (N, 2), covariances (N, 2, 2)).
     Each input's covariance must be invertible."""
@@ -178,6 +214,12 @@ class FineWindows:
     def estimate(self, ids, similarities, temperature):
         """(mean, covariance), metric, of a panorama among windows ids with these similarities."""
         return window_estimate(similarities, self.windows.centres[ids], temperature, self.stride_m)
+
+    def uncertainty(self, measure, ids, similarities, temperature):
+        """window_uncertainty of a panorama among windows ids with these similarities (temperature: the
+    softmax's of the weighted measures)."""
+        return window_uncertainty(measure, similarities, self.windows.centres[ids], temperature, self.stride_m,
+                                  float(np.median(self.windows.width_m)))
 
     def tile_outputs(self, db, tile_lists, panorama_descriptors, model, temperature, progress=False):
         """[(deltas (k, 2), sigmas (k, 2, 2))] in the 640-px delta convention: panorama i's window

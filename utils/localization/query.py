@@ -37,6 +37,8 @@ class Settings:                    # the `localize:` section of the config (conf
     fine_stride_px: int
     fine_temperature: float
     fine_checkpoint: str
+    fine_uncertainty: str
+    fine_uncertainty_temperature: float
     expansion_tiles: int
     expansion_alpha: float
     rerank_k1: int
@@ -63,6 +65,8 @@ class Settings:                    # the `localize:` section of the config (conf
             raise ConfigError(f"localize.predictor is '{settings.predictor}': use one of {', '.join(PREDICTORS)}")
         if settings.fine not in FINE:
             raise ConfigError(f"localize.fine is '{settings.fine}': use one of {', '.join(FINE)}")
+        if settings.fine_uncertainty_temperature < 0:
+            raise ConfigError("localize.fine_uncertainty_temperature must be >= 0 (0: localize.fine_temperature)")
         if settings.fine_stride_px < 1 or settings.fine_temperature <= 0:
             raise ConfigError("localize.fine_stride_px must be >= 1 and localize.fine_temperature > 0")
         if settings.top_k < 1 or settings.temperature <= 0:
