@@ -12,7 +12,9 @@ stopped). Writes ablation.json, ablation.md and ablation.png to --out.
 --paired BEFORE AFTER (default E_2_2 E_3; --paired none to skip) adds a paired comparison: per seed
 AFTER - BEFORE for each measure, the mean difference +- std over seeds and how many seeds moved each
 way, and McNemar's exact test on the test panoramas' top-1 hits pooled over seeds
-(utils/evaluation/paired.py; ablation.json's "paired", paired.md). 24 min 58 s for the 3
+(utils/evaluation/paired.py; ablation.json's "paired", paired.md). --reuse-evaluations reads each
+stage's test results from --out where they are newer than the stage's last checkpoint (seeds run
+as separate processes, then summarised together). 24 min 58 s for the 3
 seeds on a quiet 2-core machine (measured; the README's table); not a test.
 """
 import os
@@ -34,6 +36,8 @@ from utils.config import load_config  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.evaluation import paired  # noqa: E402
 from utils.evaluation.claims import UNCERTAIN_STAGES  # noqa: E402
+from utils.session import checkpoints as ckpt  # noqa: E402
+from utils.training.stage import stage_dir  # noqa: E402
 from utils.training.trainer import run_stage  # noqa: E402
 
 # longer than the demo where the demo is shortest (the uncertainty stages)
@@ -60,9 +64,26 @@ def run_seed(args, seed):
         print(f"== seed {seed}: {stage.name}", flush=True)
         run_stage(stage, cfg, resume=True)
     out_root = os.path.join(args.out, f"seed{seed}")
-    results = {stage.name: demo.evaluate_stage(cfg, stage, out_root) for stage in demo.STAGES}
+    results = {stage.name: evaluated(cfg, stage, out_root, args.reuse_evaluations) for stage in demo.STAGES}
     hits = {stage.name: paired.top1_hits(os.path.join(out_root, stage.name)) for stage in demo.STAGES}
     return results, hits
+
+
+def evaluated(cfg, stage, out_root, reuse):
+    """The stage's test results: demo.evaluate_stage's, or with `reuse` the results.json (and
+    difficulty.json) it wrote under out_root when newer than the stage's last checkpoint."""
+    out_dir = os.path.join(out_root, stage.name)
+    path = os.path.join(out_dir, "results.json")
+    _, checkpoint = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage.name))
+    if not (reuse and os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(os.path.dirname(checkpoint))):
+        return demo.evaluate_stage(cfg, stage, out_root)
+    with open(path) as f:
+        results = json.load(f)
+    difficulty = os.path.join(out_dir, "difficulty.json")
+    if os.path.isfile(difficulty):
+        with open(difficulty) as f:
+            results["difficulty"] = json.load(f)
+    return results
 
 
 def paired_comparison(per_seed: list, hits: list, before: str, after: str) -> dict:
@@ -174,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--experiment", default="ablation")
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--reuse-evaluations", action="store_true",
+                        help="read each stage's results under --out when newer than its last checkpoint")
     parser.add_argument("--paired", nargs="+", default=["E_2_2", "E_3"], metavar="STAGE",
                         help="BEFORE AFTER: the paired comparison (default E_2_2 E_3); 'none' to skip")
     args = parser.parse_args(argv)
