@@ -75,7 +75,8 @@ def evaluated(cfg, stage, out_root, reuse):
     out_dir = os.path.join(out_root, stage.name)
     path = os.path.join(out_dir, "results.json")
     _, checkpoint = ckpt.last_epoch_checkpoint(stage_dir(cfg, stage.name))
-    if not (reuse and os.path.isfile(path) and os.path.getmtime(path) > os.path.getmtime(os.path.dirname(checkpoint))):
+    written = os.path.getmtime(ckpt.checkpoint_prefix(checkpoint) + ".index")   # resuming touches the stage folder
+    if not (reuse and os.path.isfile(path) and os.path.getmtime(path) > written):
         return demo.evaluate_stage(cfg, stage, out_root)
     with open(path) as f:
         results = json.load(f)
