@@ -9,7 +9,8 @@ Per test city, the window grid is cut from `<data.root>/<city>/aerial_map.tif` t
 of the network's tile side (cut once under --out, shared by checkpoints; descriptors per checkpoint).
 The stride and temperature are chosen on validation panoramas only (`<city>/validation/`, written
 into data.root when missing by bench/localization.py's helper): the pair with the lowest median
-error there; then, at that pair, the uncertainty measure (localize.fine_uncertainty, with its own
+error there (`--choose spread`: the pair whose predicted points spread most nearly as the true ones
+do, their spread ratio nearest 1; results_<stage>_<epoch>_spread.json); then, at that pair, the uncertainty measure (localize.fine_uncertainty, with its own
 softmax temperature localize.fine_uncertainty_temperature where it reads the weights) of the highest
 validation Spearman(uncertainty, error): `--uncertainties` lists the measures tried (each weighted one
 at every --temperatures value), default the config's one. Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
@@ -151,8 +152,14 @@ def combine(parts):
     return [np.concatenate(column) for column in zip(*parts)]
 
 
-def choose(validation):
-    """The (stride, temperature) of the lowest validation median (then the higher mean correlation)."""
+CHOICE_RULES = {"median": "lowest median", "spread": "spread ratio nearest 1"}
+
+
+def choose(validation, rule="median"):
+    """The (stride, temperature) of the lowest validation median (then the higher mean correlation); with rule
+    'spread', of the validation spread ratio nearest 1 (|log ratio| to 0.01, then the lowest median)."""
+    if rule == "spread":
+        return min(validation, key=lambda r: (round(abs(float(np.log(r["spread_ratio"]))), 2), r["fine_median"]))
     return min(validation, key=lambda r: (round(r["fine_median"], 3), -(r["correlation_rows"] + r["correlation_cols"])))
 
 
@@ -175,8 +182,9 @@ def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperatu
     return {candidate_name(c): spearman(np.concatenate(values[c]), errors) for c in candidates}
 
 
-def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertainties=None):
-    """uncertainties: the measures chosen among on validation (default: localize.fine_uncertainty)."""
+def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertainties=None, rule="median"):
+    """uncertainties: the measures chosen among on validation (default: localize.fine_uncertainty); rule: how the
+    stride and temperature are chosen on validation (CHOICE_RULES)."""
     candidates = uncertainty_candidates(uncertainties, temperatures, cfg)
     root = resolve_path(cfg.data.root)
     _, test = load_splits(cfg, check_labels=False)
@@ -220,8 +228,8 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertaintie
                 validation.append({"stride_px": stride, "temperature": temperature,
                                    **summary(predicted, true, tiles, uncertainty, None)})
         results["validation"] = validation
-        chosen = choose(validation)
-        results["chosen"] = {"stride_px": chosen["stride_px"], "temperature": chosen["temperature"]}
+        chosen = choose(validation, rule)
+        results["chosen"] = {"stride_px": chosen["stride_px"], "temperature": chosen["temperature"], "rule": rule}
         results["uncertainty_validation"] = spearman_by_uncertainty(
             cities, sets, similarities, "validation", chosen["stride_px"], chosen["temperature"], candidates)
         results["uncertainty_test"] = spearman_by_uncertainty(
@@ -248,7 +256,8 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertaintie
     os.makedirs(out, exist_ok=True)
     epoch_dir = os.path.dirname(model.checkpoint)           # <run>/<stage>/<epoch>/model.ckpt
     name = f"{os.path.basename(os.path.dirname(epoch_dir))}_{os.path.basename(epoch_dir)}"
-    with open(os.path.join(out, f"results_{name}.json"), "w") as f:
+    suffix = "" if rule == "median" else f"_{rule}"
+    with open(os.path.join(out, f"results_{name}{suffix}.json"), "w") as f:
         json.dump(results, f, indent=1, default=float)
     return results
 
@@ -277,7 +286,7 @@ def fmt(x, digits=2):
 def validation_table(results):
     lines = [f"Validation ({results['validation_panoramas']} panoramas): window search by stride (640-px "
              f"convention) and temperature; chosen: stride {results['chosen']['stride_px']}, temperature "
-             f"{results['chosen']['temperature']:g} (lowest median)", "",
+             f"{results['chosen']['temperature']:g} ({CHOICE_RULES[results['chosen'].get('rule', 'median')]})", "",
              "| stride px | temperature | median m | correlation rows | correlation cols | spread ratio |",
              "|---|---|---|---|---|---|"]
     for r in results["validation"]:
@@ -342,6 +351,9 @@ def main(argv=None):
     parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
     parser.add_argument("--uncertainties", help="uncertainty measures chosen among on validation, comma-separated, "
                         f"or 'all' ({', '.join(UNCERTAINTIES)}); default: localize.fine_uncertainty")
+    parser.add_argument("--choose", default="median", choices=sorted(CHOICE_RULES),
+                        help="stride and temperature chosen on validation by: median (the lowest median error) or "
+                        "spread (the predicted points' spread nearest the true one's)")
     parser.add_argument("--out", help="databases, windows and results (default: runs/<experiment>/window_search)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
@@ -353,7 +365,7 @@ def main(argv=None):
         raise ConfigError(f"--uncertainties names '{unknown[0]}': use 'all' or some of {', '.join(UNCERTAINTIES)}")
     started = time.time()
     results = measure_checkpoint(cfg, args.checkpoint, [int(s) for s in args.strides.split(",")],
-                                 [float(t) for t in args.temperatures.split(",")], out, measures)
+                                 [float(t) for t in args.temperatures.split(",")], out, measures, args.choose)
     print(f"checkpoint {results['checkpoint']}; {len(results['cities'])} cities; window descriptors "
           f"{results['windows_seconds']:.0f} s; windows per city by stride {results['windows_per_city']}; "
           f"{time.time() - started:.0f} s\n")

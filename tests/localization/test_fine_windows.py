@@ -323,3 +323,14 @@ def test_a_fine_checkpoint_that_is_missing_or_does_not_fit_is_one_line(tmp_path)
     with pytest.raises(CheckpointError, match="does not match the config's network") as wrong:
         open_fine_model(cfg, str(tmp_path))
     assert "\n" not in str(missing.value) and "\n" not in str(wrong.value)
+
+
+def test_window_search_bench_chooses_by_median_or_by_spread():
+    from bench.window_search import choose
+    rows = [{"stride_px": 20, "temperature": t, "fine_median": m, "spread_ratio": r,
+             "correlation_rows": 0.5, "correlation_cols": 0.5}
+            for t, m, r in ((0.02, 6.0, 1.3), (0.05, 6.5, 0.8), (0.1, 8.0, 1.25))]
+    assert choose(rows)["temperature"] == 0.02                     # the lowest median
+    assert choose(rows, "spread")["temperature"] == 0.05            # |log 0.8| = |log 1.25| < |log 1.3|; tie: the median
+    rows[1]["spread_ratio"] = 0.7
+    assert choose(rows, "spread")["temperature"] == 0.1
