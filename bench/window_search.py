@@ -10,11 +10,13 @@ of the network's tile side (cut once under --out, shared by checkpoints; descrip
 The stride and temperature are chosen on validation panoramas only (`<city>/validation/`, written
 into data.root when missing by bench/localization.py's helper): the pair with the lowest median
 error there (`--choose spread`: the pair whose predicted points spread most nearly as the true ones
-do, their spread ratio nearest 1; results_<stage>_<epoch>_spread.json); then, at that pair, the uncertainty measure (localize.fine_uncertainty, with its own
-softmax temperature localize.fine_uncertainty_temperature where it reads the weights) of the highest
-validation Spearman(uncertainty, error): `--uncertainties` lists the measures tried (each weighted one
-at every --temperatures value), default the config's one. Offsets are within-tile statistics of utils/evaluation/position.py's measure, in
-metres along the delta axes; errors against the GPS in the panorama's file name.
+do, their spread ratio nearest 1; results_<stage>_<epoch>_spread.json); then, at that pair, the
+uncertainty measure (localize.fine_uncertainty, with its own softmax temperature
+localize.fine_uncertainty_temperature where it reads the weights) of the highest validation
+Spearman(uncertainty, error): `--uncertainties` lists the measures tried (each weighted one at every
+--temperatures value), default the config's one. Offsets are within-tile statistics of
+utils/evaluation/position.py's measure, in metres along the delta axes; errors against the GPS in the
+panorama's file name.
 """
 import argparse
 import json
@@ -327,18 +329,20 @@ def goal_table(results):
     w = results["windows"]
     difficulty = w["spearman_difficulty"].get(DIFFICULTY)
     ratio = w["fine_median"] / w["centre_median"]
-    rows = [("within-tile correlation, rows", fmt(w["correlation_rows"]), f">= {CORRELATION_GOAL}",
+    rows = [("within-tile correlation, rows", fmt(w["correlation_rows"], 3), f">= {CORRELATION_GOAL}",
              w["correlation_rows"] >= CORRELATION_GOAL),
-            ("within-tile correlation, cols", fmt(w["correlation_cols"]), f">= {CORRELATION_GOAL}",
+            ("within-tile correlation, cols", fmt(w["correlation_cols"], 3), f">= {CORRELATION_GOAL}",
              w["correlation_cols"] >= CORRELATION_GOAL),
-            ("fine median / tile-centre median", f"{ratio:.2f} ({w['fine_median']:.1f} / {w['centre_median']:.1f} m)",
+            ("fine median / tile-centre median", f"{ratio:.3f} ({w['fine_median']:.1f} / {w['centre_median']:.1f} m)",
              f"<= {MEDIAN_RATIO_GOAL}", ratio <= MEDIAN_RATIO_GOAL),
-            (f"Spearman(uncertainty, error) ({chosen_name(results)})", fmt(w["spearman_error"]), f">= {ERROR_GOAL}",
+            (f"Spearman(uncertainty, error) ({chosen_name(results)})", fmt(w["spearman_error"], 3), f">= {ERROR_GOAL}",
              w["spearman_error"] is not None and w["spearman_error"] >= ERROR_GOAL),
-            (f"Spearman(uncertainty, recorded difficulty) ({chosen_name(results)})", fmt(difficulty) if difficulty is not None else
-             "not recorded", f">= {DIFFICULTY_GOAL}", difficulty is not None and difficulty >= DIFFICULTY_GOAL)]
+            (f"Spearman(uncertainty, recorded difficulty) ({chosen_name(results)})",
+             "not recorded" if difficulty is None else fmt(difficulty, 3), f">= {DIFFICULTY_GOAL}",
+             None if difficulty is None else difficulty >= DIFFICULTY_GOAL)]
+    met = {None: "-", True: "yes", False: "no"}
     return ["| goal (test split; window search, settings chosen on validation) | measured | goal | met |",
-            "|---|---|---|---|"] + [f"| {n} | {m} | {g} | {'yes' if ok else 'no'} |" for n, m, g, ok in rows]
+            "|---|---|---|---|"] + [f"| {n} | {m} | {g} | {met[ok]} |" for n, m, g, ok in rows]
 
 
 def main(argv=None):
