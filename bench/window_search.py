@@ -170,18 +170,20 @@ def choose_uncertainty(candidates, by_name):
     return max(candidates, key=lambda c: -np.inf if by_name[candidate_name(c)] is None else by_name[candidate_name(c)])
 
 
-def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperature, candidates):
-    """{candidate's name: Spearman(uncertainty, error)} of the window search on a split, cities pooled."""
-    errors, values = [], {c: [] for c in candidates}
+def spearman_by_uncertainty(cities, sets, similarities, split, stride, temperature, candidates, against=None):
+    """{candidate's name: Spearman(uncertainty, error)} of the window search on a split, cities pooled; with
+    `against` (a value per panorama of the split's list, e.g. the recorded difficulty), Spearman with it instead."""
+    errors, values, rows = [], {c: [] for c in candidates}, []
     for city in cities:
         fine, sims = similarities[stride, city, split]
-        panoramas = sets[city][split][0]
+        panoramas, city_rows = sets[city][split][:2]
+        rows.append(city_rows)
         predicted, covs = window_outputs(fine, panoramas, sims, temperature)
         errors.append(np.linalg.norm(predicted - (panoramas.truth - panoramas.centres), axis=1))
         for c in candidates:
             values[c].append(window_uncertainties(fine, sims, temperature, c, covs))
-    errors = np.concatenate(errors)
-    return {candidate_name(c): spearman(np.concatenate(values[c]), errors) for c in candidates}
+    target = np.concatenate(errors) if against is None else np.asarray(against)[np.concatenate(rows)]
+    return {candidate_name(c): spearman(np.concatenate(values[c]), target) for c in candidates}
 
 
 def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertainties=None, rule="median"):
@@ -236,6 +238,10 @@ def measure_checkpoint(cfg, checkpoint, strides, temperatures, out, uncertaintie
             cities, sets, similarities, "validation", chosen["stride_px"], chosen["temperature"], candidates)
         results["uncertainty_test"] = spearman_by_uncertainty(
             cities, sets, similarities, "test", chosen["stride_px"], chosen["temperature"], candidates)
+        if difficulty is not None and DIFFICULTY in difficulty:   # reported for every measure, chosen by the error
+            results["uncertainty_test_difficulty"] = spearman_by_uncertainty(
+                cities, sets, similarities, "test", chosen["stride_px"], chosen["temperature"], candidates,
+                difficulty[DIFFICULTY])
         measure = choose_uncertainty(candidates, results["uncertainty_validation"])
         results["chosen"]["uncertainty"], results["chosen"]["uncertainty_temperature"] = measure
         parts, order, window_covs = [], [], []
@@ -319,10 +325,14 @@ def chosen_name(results):
 
 def uncertainty_table(results):
     by_validation, by_test = results["uncertainty_validation"], results["uncertainty_test"]
+    by_difficulty = results.get("uncertainty_test_difficulty")
     lines = [(f"Uncertainty measures at the chosen stride and temperature (localize.fine_uncertainty); chosen on "
               f"validation: {chosen_name(results)}"), "",
-             "| measure | Spearman(unc, error), validation | Spearman(unc, error), test |", "|---|---|---|"]
-    return lines + [f"| {m} | {fmt(by_validation[m])} | {fmt(by_test[m])} |" for m in by_validation]
+             "| measure | Spearman(unc, error), validation | Spearman(unc, error), test |"
+             + (f" Spearman(unc, {DIFFICULTY}), test |" if by_difficulty else ""),
+             "|---|---|---|" + ("---|" if by_difficulty else "")]
+    return lines + [f"| {m} | {fmt(by_validation[m])} | {fmt(by_test[m])} |"
+                    + (f" {fmt(by_difficulty[m])} |" if by_difficulty else "") for m in by_validation]
 
 
 def goal_table(results):
