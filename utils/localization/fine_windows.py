@@ -217,7 +217,7 @@ class FineWindows:
 
     def uncertainty(self, measure, ids, similarities, temperature):
         """window_uncertainty of a panorama among windows ids with these similarities (temperature: the
-    softmax's of the weighted measures)."""
+        softmax's of the weighted measures)."""
         return window_uncertainty(measure, similarities, self.windows.centres[ids], temperature, self.stride_m,
                                   float(np.median(self.windows.width_m)))
 
